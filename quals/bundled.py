@@ -1,0 +1,47 @@
+"""Presets for QAGen models shipped inside the package (``quals/models/<name>/``) or saved by our recipe.
+
+A model folder written by ``quals train-qagen`` holds ``quals_format.json`` next to its weights, so a
+path is enough to load it with the right format: ``QualsScorer(model="./my-qagen")``.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from quals.formats import QAFormat
+
+
+FORMAT_FILE = "quals_format.json"
+BUNDLED_DIR = Path(__file__).parent / "models"
+
+
+def format_from_folder(path: str | Path) -> QAFormat | None:
+    """The format saved in a model folder, or ``None`` when the folder has none."""
+    file = Path(path) / FORMAT_FILE
+    if not file.is_file():
+        return None
+    fields = json.loads(file.read_text())
+    fields["model"] = str(Path(path))
+    return QAFormat(**fields)
+
+
+def save_format(fmt: QAFormat, path: str | Path) -> None:
+    """Write ``fmt`` next to a saved model so the folder loads as a preset."""
+    from dataclasses import asdict
+
+    fields = asdict(fmt)
+    fields.pop("model")
+    (Path(path) / FORMAT_FILE).write_text(json.dumps(fields, indent=2) + "\n")
+
+
+def bundled_presets() -> dict[str, QAFormat]:
+    """Presets for the model folders bundled with the package (e.g. ``mini``)."""
+    if not BUNDLED_DIR.is_dir():
+        return {}
+    presets = {}
+    for folder in sorted(p for p in BUNDLED_DIR.iterdir() if p.is_dir()):
+        fmt = format_from_folder(folder)
+        if fmt is not None:
+            presets[fmt.name] = fmt
+    return presets

@@ -1,0 +1,81 @@
+"""QualsConfig: every QUALS setting in one dataclass, with help text (also the CLI's flags).
+
+``QualsConfig()`` is the improved default; ``QualsConfig.paper_parity()`` reproduces the released code
+(docs/parity.md lists each switch and what it changes).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, fields
+from typing import Literal
+
+
+@dataclass
+class QualsConfig:
+    """Settings of the QUALS metric.
+
+    > Model
+    preset, model, device, dtype, qa_separator
+    > Question-answer generation (diverse beam search)
+    num_beam_groups, diversity_penalty, penalty_candidates, min_new_tokens, max_new_tokens
+    > Filtering and scoring
+    filter_mode, max_pairs, ll_summary, long_source, window_overlap, max_source_tokens
+    > Throughput
+    max_batch_tokens, show_progress
+    """
+
+    preset: str | None = field(default=None, metadata={"help": "QAGen preset (None: the model folder's own format, "
+                                                               "else the default preset lmqg-t5-base)."})
+    model: str | None = field(default=None, metadata={"help": "Hub id or local folder overriding the preset's model."})
+    device: str | None = field(default=None, metadata={"help": "cpu, cuda, cuda:1, mps; None picks cuda/mps/cpu."})
+    dtype: str = field(default="float32", metadata={"help": "float32, bfloat16 or float16 weights; log-softmax "
+                                                            "is always float32."})
+    qa_separator: str | None = field(default=None, metadata={"help": "Override the preset's question/answer "
+                                                                     "separator."})
+    num_beam_groups: int | None = field(default=None, metadata={"help": "QA pairs generated per summary (groups of "
+                                                                        "one beam); None: preset (60 for paper)."})
+    diversity_penalty: float | None = field(default=None, metadata={"help": "Hamming diversity penalty lambda."})
+    penalty_candidates: int = field(default=1, metadata={"help": "Tokens of each earlier group counted in the "
+                                                                 "penalty: 1 (transformers) or 2 (fairseq)."})
+    min_new_tokens: int | None = field(default=None, metadata={"help": "eos forbidden before this many tokens."})
+    max_new_tokens: int | None = field(default=None, metadata={"help": "Tokens per generated sequence before eos "
+                                                                       "is forced."})
+    filter_mode: Literal["strict", "reference"] = field(default="strict", metadata={
+        "help": "strict (default; word-boundary answers, hard cap) or reference (the released code exactly)."})
+    max_pairs: int = field(default=10, metadata={"help": "QA pairs kept per summary (a soft cap in reference mode)."})
+    ll_summary: Literal["teacher_forced", "search"] = field(default="teacher_forced", metadata={
+        "help": "LL_summary by teacher forcing (default) or from the penalized search score (parity, W1)."})
+    long_source: Literal["windows", "truncate"] = field(default="windows", metadata={
+        "help": "Sources over the input limit: best of overlapping windows (default) or truncation (parity)."})
+    window_overlap: float = field(default=0.25, metadata={"help": "Overlap between consecutive source windows."})
+    max_source_tokens: int | None = field(default=None, metadata={"help": "Input limit; None: the preset's."})
+    max_batch_tokens: int = field(default=32768, metadata={"help": "Token budget of one forward batch "
+                                                                   "(rows x padded length)."})
+    show_progress: bool = field(default=True, metadata={"help": "Show a progress bar."})
+
+    def __post_init__(self) -> None:
+        if self.filter_mode not in ("strict", "reference"):
+            raise ValueError(f"filter_mode must be 'strict' or 'reference', got {self.filter_mode!r}")
+        if self.ll_summary not in ("teacher_forced", "search"):
+            raise ValueError(f"ll_summary must be 'teacher_forced' or 'search', got {self.ll_summary!r}")
+        if self.long_source not in ("windows", "truncate"):
+            raise ValueError(f"long_source must be 'windows' or 'truncate', got {self.long_source!r}")
+        if self.penalty_candidates not in (1, 2):
+            raise ValueError(f"penalty_candidates must be 1 or 2, got {self.penalty_candidates!r}")
+        if self.max_pairs < 1 or self.max_batch_tokens < 1:
+            raise ValueError("max_pairs and max_batch_tokens must be positive")
+        if not 0 <= self.window_overlap < 1:
+            raise ValueError(f"window_overlap must be in [0, 1), got {self.window_overlap}")
+
+    @classmethod
+    def paper_parity(cls, **overrides) -> QualsConfig:
+        """The released code's choices: reference filter, penalized LL_summary, truncation, fairseq penalty."""
+        settings = dict(filter_mode="reference", ll_summary="search", long_source="truncate",
+                        penalty_candidates=2, num_beam_groups=60, diversity_penalty=0.5, min_new_tokens=8,
+                        max_new_tokens=60, max_pairs=10)
+        return cls(**{**settings, **overrides})
+
+    def fingerprint(self) -> dict:
+        """The settings that change scores (used to refuse mixing results of different configurations)."""
+        ignored = {"device", "show_progress", "max_batch_tokens"}
+        return {f.name: getattr(self, f.name) for f in fields(self) if f.name not in ignored}

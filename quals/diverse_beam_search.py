@@ -1,0 +1,120 @@
+"""Diverse beam search with G groups of one beam each (Vijayakumar et al. 2018, Hamming diversity).
+
+transformers 5 no longer ships group beam search offline, so QUALS carries its own, specialised to the
+case QUALS uses (one beam per group, as the paper's ``--beam 60 --diverse_beam_groups 60``):
+
+At every step the G groups of an input choose their next token in order g = 0 .. G-1. Group g adds to its
+log-probabilities a penalty of ``-lambda * c(v)``, where c(v) counts how many earlier groups picked token v
+*at this step* (with ``penalty_candidates=2``, fairseq's count: each earlier group's top-2 candidates), and
+takes the best token. The penalized value is the group's search score; the raw log-probability of the
+chosen token is kept apart, so QUALS can use either. With lambda = 0 and G = 1 this is greedy decoding.
+
+Vectorisation: only the top ``G * penalty_candidates + 1`` raw candidates of each row can win once at most
+``(G - 1) * penalty_candidates`` tokens are penalized, so the sequential loop over groups runs on those
+``[N, K]`` candidates, not on the vocabulary. All inputs of a batch decode together with the KV cache.
+
+Differences from fairseq (documented in docs/parity.md): a finished group stops and no longer penalizes
+others, and groups keep their slot (fairseq repacks surviving hypotheses into freed beam slots).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+import torch
+
+
+class StepDecoder(Protocol):
+    """What the search needs from a model: ``start()`` and ``step(tokens)`` both return ``[N*G, V]`` log-probs."""
+
+    def start(self) -> torch.Tensor: ...
+
+    def step(self, tokens: torch.Tensor) -> torch.Tensor: ...
+
+
+@dataclass
+class DiverseBeamOutput:
+    """G sequences per input. Padded positions hold ``pad_token_id`` and log-prob 0."""
+
+    sequences: torch.Tensor  # [N, G, T] generated ids, eos included
+    token_logprobs: torch.Tensor  # [N, G, T] raw model log-probs of the chosen tokens
+    penalized_logprobs: torch.Tensor  # [N, G, T] log-probs minus the diversity penalty (the search scores)
+    lengths: torch.Tensor  # [N, G] number of tokens, eos included
+
+    def search_scores(self) -> torch.Tensor:
+        """Penalized cumulative log-score of each sequence ``[N, G]`` (fairseq's unnormalized score)."""
+        return self.penalized_logprobs.sum(-1)
+
+
+@torch.inference_mode()
+def diverse_beam_search(
+    decoder: StepDecoder,
+    batch_size: int,
+    num_groups: int = 60,
+    diversity_penalty: float = 0.5,
+    min_new_tokens: int = 8,
+    max_new_tokens: int = 60,
+    eos_token_id: int = 2,
+    pad_token_id: int = 1,
+    penalty_candidates: int = 1,
+) -> DiverseBeamOutput:
+    """Decode ``num_groups`` diverse sequences for each of ``batch_size`` inputs.
+
+    Args:
+        decoder: rows ordered ``[input 0 x G, input 1 x G, ...]``.
+        min_new_tokens: eos is masked until this many tokens are generated.
+        max_new_tokens: content tokens at most; then eos is forced (fairseq's ``max_len_b``), so a sequence
+            holds at most ``max_new_tokens + 1`` tokens.
+        penalty_candidates: how many candidate tokens of each earlier group are counted in the penalty
+            (1: the chosen one, as in transformers; 2: fairseq, whose inner search returns 2 per beam).
+    """
+    if min_new_tokens > max_new_tokens:
+        raise ValueError(f"min_new_tokens ({min_new_tokens}) > max_new_tokens ({max_new_tokens})")
+    n, g = batch_size, num_groups
+    logprobs = decoder.start()  # [N*G, V]
+    vocab = logprobs.shape[-1]
+    k = min(vocab, g * penalty_candidates + 1)
+    device = logprobs.device
+
+    finished = torch.zeros(n, g, dtype=torch.bool, device=device)  # [N, G]
+    lengths = torch.zeros(n, g, dtype=torch.long, device=device)  # [N, G] tokens so far, eos included
+    tokens, raw, penalized = [], [], []
+    for step in range(max_new_tokens + 1):
+        logprobs = logprobs.view(n, g, vocab)  # [N, G, V]
+        masked = logprobs
+        if step < min_new_tokens:
+            masked = masked.clone()
+            masked[..., eos_token_id] = float("-inf")
+        elif step == max_new_tokens:
+            masked = torch.full_like(logprobs, float("-inf"))
+            masked[..., eos_token_id] = logprobs[..., eos_token_id]
+        cand_values, cand_ids = masked.topk(k, dim=-1)  # [N, G, K] raw candidates, best first
+
+        counts = torch.zeros(n, vocab, device=device)  # [N, V] picks of earlier groups at this step
+        step_tokens = torch.full((n, g), pad_token_id, dtype=torch.long, device=device)
+        step_raw = torch.zeros(n, g, device=device)
+        step_penalized = torch.zeros(n, g, device=device)
+        for group in range(g):
+            ids, values = cand_ids[:, group], cand_values[:, group]  # [N, K]
+            scores = values - diversity_penalty * counts.gather(1, ids)  # [N, K]
+            best = scores.topk(penalty_candidates, dim=-1).indices  # [N, P]
+            active = ~finished[:, group]  # [N]
+            choice = best[:, 0]
+            step_tokens[:, group] = torch.where(active, ids.gather(1, choice[:, None]).squeeze(1), pad_token_id)
+            step_raw[:, group] = torch.where(active, values.gather(1, choice[:, None]).squeeze(1), 0.0)
+            step_penalized[:, group] = torch.where(active, scores.gather(1, choice[:, None]).squeeze(1), 0.0)
+            counts.scatter_add_(1, ids.gather(1, best), active[:, None].float().expand(-1, penalty_candidates))
+
+        lengths += (~finished).long()
+        tokens.append(step_tokens)
+        raw.append(step_raw)
+        penalized.append(step_penalized)
+        finished = finished | (step_tokens == eos_token_id)
+        if bool(finished.all()):
+            break
+        logprobs = decoder.step(step_tokens.view(-1))
+
+    sequences = torch.stack(tokens, dim=-1)  # [N, G, T]
+    return DiverseBeamOutput(sequences, torch.stack(raw, -1), torch.stack(penalized, -1), lengths)
+

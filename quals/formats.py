@@ -1,0 +1,166 @@
+"""QA-generation formats: how a passage becomes model input and how a QA pair becomes a target.
+
+A QAGen model is any seq2seq or causal LM plus a *format*. The format answers three questions:
+
+1. How is a passage (a summary or a source document) turned into the model input?  (``input_template``)
+2. How is one (question, answer) pair written as a target sequence?  (``render``)
+3. How is a generated sequence parsed back into (question, answer) pairs?  (``parse``)
+
+Named presets cover the paper's one-pair-per-sequence format and the public joint QA-generation
+checkpoints on the Hub (see ``docs/presets.md`` for their exact formats and why each field is set).
+Every preset also accepts a local model folder: ``QualsScorer(preset="lmqg-t5-base", model="./my-qagen")``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Literal
+
+
+Terminator = Literal["eos", "merged", "exclude"]
+LeadingLabelPolicy = Literal["drop", "unscored"]
+
+
+@dataclass(frozen=True)
+class QAFormat:
+    """How one QAGen model reads passages and writes QA pairs.
+
+    Attributes:
+        name: preset name.
+        model: default checkpoint, a Hub id or a local folder.
+        input_template: model input with ``{passage}`` standing for the text.
+        question_prefix: text written before the question (``"question: "`` for lmqg models).
+        qa_separator: text between question and answer. When its stripped form is a special/added token
+            of the tokenizer it is matched as that token; otherwise as plain text.
+        pair_delimiter: separator between pairs for formats that write several pairs per sequence
+            (``"|"`` for lmqg); ``None`` for one pair per sequence (the paper's QAGen).
+        terminator: how the final end-of-sequence token is scored. ``"eos"`` scores it as is (the paper).
+            ``"merged"`` scores log(p(eos) + p(first token of ``pair_delimiter``)), meaning "the answer ends
+            here" whether or not more pairs follow (multi-pair models). ``"exclude"`` leaves it out.
+        leading_label_tokens: what to do with special tokens the tokenizer puts *before* the target text
+            (BART's ``<s>``, BERT's ``[CLS]``). ``"drop"``: not part of the target (fairseq convention, and
+            how our recipe trains). ``"unscored"``: fed to the decoder (the model was trained with them) but
+            left out of the token count, as lmqg's BART models need.
+        max_source_tokens: input length limit the model was trained for (longer sources use windows).
+        max_new_tokens: generation limit per sequence (content tokens; eos is forced after it).
+        min_new_tokens: eos is forbidden before this many tokens.
+        num_beam_groups: default number of diverse-beam groups (= sequences generated per summary).
+        diversity_penalty: default Hamming diversity penalty lambda.
+    """
+
+    name: str
+    model: str
+    input_template: str = "{passage}"
+    question_prefix: str = ""
+    qa_separator: str = " <sep> "
+    pair_delimiter: str | None = None
+    terminator: Terminator = "eos"
+    leading_label_tokens: LeadingLabelPolicy = "drop"
+    max_source_tokens: int = 1024
+    max_new_tokens: int = 60
+    min_new_tokens: int = 8
+    num_beam_groups: int = 60
+    diversity_penalty: float = 0.5
+
+    def __post_init__(self) -> None:
+        if "{passage}" not in self.input_template:
+            raise ValueError(f"input_template of format {self.name!r} must contain '{{passage}}'")
+        if not self.qa_separator.strip():
+            raise ValueError(f"qa_separator of format {self.name!r} must contain a visible character")
+        if self.terminator == "merged" and not self.pair_delimiter:
+            raise ValueError(f"format {self.name!r}: terminator='merged' needs a pair_delimiter")
+
+    @property
+    def multi_pair(self) -> bool:
+        """True when one generated sequence may hold several QA pairs."""
+        return self.pair_delimiter is not None
+
+    def replace(self, **changes) -> QAFormat:
+        """A copy with some fields changed, e.g. ``fmt.replace(qa_separator=" [SEP] ")``."""
+        return dataclasses.replace(self, **changes)
+
+    def input_text(self, passage: str) -> str:
+        """The model input for a passage."""
+        return self.input_template.format(passage=passage)
+
+    def input_affixes(self) -> tuple[str, str]:
+        """The text before and after ``{passage}`` in the template (used to build input windows)."""
+        prefix, suffix = self.input_template.split("{passage}", 1)
+        return prefix, suffix
+
+    def render(self, question: str, answer: str) -> str:
+        """The target text of one pair, e.g. ``"Who won? <sep> Joshua"``."""
+        return f"{self.question_prefix}{question.strip()}{self.qa_separator}{answer.strip()}"
+
+    def parse(self, text: str) -> list[tuple[str, str]]:
+        """Parse generated text (special tokens other than the separator removed) into pairs.
+
+        A chunk is kept only when it holds exactly one separator (and, if the format has one, the
+        question prefix), as the reference parser does. Malformed chunks are dropped.
+        """
+        chunks = text.split(self.pair_delimiter) if self.pair_delimiter else [text]
+        separator = self.qa_separator.strip()
+        pairs = []
+        for chunk in chunks:
+            if self.question_prefix and self.question_prefix.strip() not in chunk:
+                continue
+            parts = chunk.split(separator)
+            if len(parts) != 2:
+                continue
+            question, answer = parts
+            if self.question_prefix:
+                question = question.replace(self.question_prefix.strip(), "", 1)
+            pairs.append((question.strip(), answer.strip()))
+        return pairs
+
+
+_LMQG_T5 = dict(
+    input_template="generate question and answer: {passage}",
+    question_prefix="question: ",
+    qa_separator=", answer: ",
+    pair_delimiter="|",
+    terminator="merged",
+    max_source_tokens=512,
+    max_new_tokens=256,
+    num_beam_groups=20,
+)
+
+PRESETS: dict[str, QAFormat] = {
+    # The paper's QAGen format: one pair per sequence, "question <sep> answer" + eos, raw passage input.
+    # The original checkpoint (fairseq BART-large, separator token "ĠstrutConnector") is no longer public;
+    # train one with `quals train-qagen` and pass its folder as `model`.
+    "paper": QAFormat(name="paper", model="facebook/bart-large", max_source_tokens=1024),
+    "lmqg-t5-small": QAFormat(name="lmqg-t5-small", model="lmqg/t5-small-squad-qag", **_LMQG_T5),
+    "lmqg-t5-base": QAFormat(name="lmqg-t5-base", model="lmqg/t5-base-squad-qag", **_LMQG_T5),
+    "lmqg-t5-large": QAFormat(name="lmqg-t5-large", model="lmqg/t5-large-squad-qag", **_LMQG_T5),
+    "lmqg-bart-large": QAFormat(
+        name="lmqg-bart-large",
+        model="lmqg/bart-large-squad-qag",
+        **{**_LMQG_T5, "input_template": "{passage}"},
+        leading_label_tokens="unscored",
+    ),
+    "mqag-t5-large": QAFormat(
+        name="mqag-t5-large",
+        model="potsawee/t5-large-generation-squad-QuestionAnswer",
+        qa_separator=" <sep> ",
+        max_source_tokens=512,
+        max_new_tokens=60,
+    ),
+}
+
+DEFAULT_PRESET = "lmqg-t5-base"
+
+
+def get_preset(name: str | QAFormat) -> QAFormat:
+    """Look up a preset by name (a ``QAFormat`` is returned unchanged)."""
+    if isinstance(name, QAFormat):
+        return name
+    if name == "default":
+        name = DEFAULT_PRESET
+    from quals.bundled import bundled_presets  # local import: bundled models are optional
+
+    presets = {**PRESETS, **bundled_presets()}
+    if name not in presets:
+        raise KeyError(f"Unknown QUALS preset {name!r}. Valid presets: {', '.join(sorted(presets))}")
+    return presets[name]

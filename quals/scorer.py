@@ -1,0 +1,281 @@
+"""QualsScorer: the QUALS metric (Nan et al., ACL 2021) for batches of (summary, source) pairs.
+
+For each summary y of source x:
+  1. QAGen writes G question-answer pairs from y with diverse beam search;
+  2. the pairs are filtered (the answer must occur in y; de-duplication; about ``max_pairs`` kept);
+  3. each kept pair z is scored by teacher forcing: LL_x(z) given the source, LL_y(z) given the summary
+     (mean token log-likelihood);
+  4. QUALS(x, y) = mean over kept pairs of LL_x(z) - LL_y(z).
+
+Speed comes from batching: many summaries decode together (all their groups step-synchronously with the
+KV cache), and each distinct source is encoded once, its encoder states reused for all pairs of all its
+summaries (an LRU cache keeps them across calls, so K candidates of one document share one encoding).
+
+>>> scorer = QualsScorer(preset="lmqg-t5-small")                         # doctest: +SKIP
+>>> scorer.score(["Joshua will fight Klitschko."], [article])[0].quals   # doctest: +SKIP
+-0.42
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections import OrderedDict
+from collections.abc import Sequence
+
+import torch
+from tqdm.auto import tqdm
+
+from quals.config import QualsConfig
+from quals.diverse_beam_search import diverse_beam_search
+from quals.filtering import Candidate, Rejection, filter_pairs
+from quals.loading import load_qagen, resolve_format
+from quals.qagen import Context, QAGenModel, Target
+from quals.results import CorpusSummary, QAPair, SummaryScore
+
+
+class QualsScorer:
+    """Score summaries against their sources with QUALS.
+
+    Args:
+        config: a ``QualsConfig`` (``QualsConfig.paper_parity()`` reproduces the released code).
+        qagen: an already loaded ``QAGenModel`` (otherwise loaded lazily on first use, once per process).
+        **overrides: any ``QualsConfig`` field, e.g. ``QualsScorer(preset="mini", device="cuda")``.
+    """
+
+    def __init__(self, config: QualsConfig | None = None, *, qagen: QAGenModel | None = None,
+                 source_cache_size: int = 256, **overrides):
+        self.config = dataclasses.replace(config or QualsConfig(), **overrides)
+        self.format = qagen.format if qagen is not None else resolve_format(
+            self.config.preset, self.config.model, self.config.qa_separator)
+        self._qagen = qagen
+        self._source_cache: OrderedDict[str, list[Context]] = OrderedDict()
+        self._source_cache_size = source_cache_size
+        fmt, cfg = self.format, self.config
+        self.num_groups = cfg.num_beam_groups or fmt.num_beam_groups
+        self.diversity_penalty = fmt.diversity_penalty if cfg.diversity_penalty is None else cfg.diversity_penalty
+        self.min_new_tokens = fmt.min_new_tokens if cfg.min_new_tokens is None else cfg.min_new_tokens
+        self.max_new_tokens = fmt.max_new_tokens if cfg.max_new_tokens is None else cfg.max_new_tokens
+        self.max_source_tokens = cfg.max_source_tokens or fmt.max_source_tokens
+        if cfg.ll_summary == "search" and fmt.multi_pair:
+            raise ValueError(f"ll_summary='search' needs a one-pair-per-sequence format; {fmt.name!r} writes several "
+                             "pairs per sequence, so a pair has no search score of its own")
+
+    @property
+    def qagen(self) -> QAGenModel:
+        """The QAGen model, loaded on first use."""
+        if self._qagen is None:
+            self._qagen = load_qagen(self.format, self.config.device, self.config.dtype)
+        return self._qagen
+
+    # ------------------------------------------------------------------ public API
+    def score(self, summaries: Sequence[str], sources: Sequence[str], return_qa_pairs: bool = False
+              ) -> list[SummaryScore]:
+        """QUALS of each summary against its source, in input order.
+
+        Invalid items (``None``, non-strings, empty or whitespace-only texts) get ``quals=None`` and an
+        ``error`` naming the problem; the other items are scored normally. Mismatched lengths raise.
+        """
+        summaries, sources = _as_list(summaries, "summaries"), _as_list(sources, "sources")
+        if len(summaries) != len(sources):
+            raise ValueError(f"Got {len(summaries)} summaries but {len(sources)} sources; they must pair up 1:1")
+        results: list[SummaryScore | None] = [None] * len(summaries)
+        valid = []
+        for i, (summary, source) in enumerate(zip(summaries, sources)):
+            error = _input_error(summary, "summary", i) or _input_error(source, "source", i)
+            if error:
+                results[i] = SummaryScore(index=i, quals=None, error=error)
+            else:
+                valid.append(i)
+        chunk = max(1, self.config.max_batch_tokens // (self.num_groups * 32))
+        with tqdm(total=len(summaries), desc="QUALS", unit="summary", disable=not self.config.show_progress) as bar:
+            bar.update(len(summaries) - len(valid))
+            for start in range(0, len(valid), chunk):
+                indices = valid[start: start + chunk]
+                scored = self._score_chunk([summaries[i] for i in indices], [sources[i] for i in indices],
+                                           return_qa_pairs)
+                for i, result in zip(indices, scored):
+                    results[i] = dataclasses.replace(result, index=i)
+                bar.update(len(indices))
+        return results
+
+    def quals(self, summaries: Sequence[str], sources: Sequence[str]) -> list[float | None]:
+        """Just the scores (``None`` where nothing could be scored)."""
+        return [r.quals for r in self.score(summaries, sources)]
+
+    @staticmethod
+    def aggregate(scores: list[SummaryScore]) -> CorpusSummary:
+        """Mean over scored summaries plus the count (and reasons) of unscored ones."""
+        return CorpusSummary.of(scores)
+
+    # ------------------------------------------------------------------ pipeline
+    def _score_chunk(self, summaries: list[str], sources: list[str], return_qa_pairs: bool) -> list[SummaryScore]:
+        qagen = self.qagen
+        summary_inputs = [qagen.passage_windows(s, self.max_source_tokens, 0.0) for s in summaries]
+        summary_contexts = self._encode([windows[0] for windows in summary_inputs])
+        candidates = self._generate(summary_contexts)
+
+        per_summary: list[tuple[list[Candidate], list[Rejection]]] = []
+        for summary, (cands, unparseable) in zip(summaries, candidates):
+            kept, rejected = filter_pairs(cands, summary, self.config.filter_mode, self.config.max_pairs)
+            per_summary.append((kept, unparseable + rejected))
+
+        source_contexts = {src: self._source_windows(src) for src in dict.fromkeys(sources)}
+        jobs = []  # (summary index, kept index, context, target, window)
+        for i, (kept, _) in enumerate(per_summary):
+            for j, cand in enumerate(kept):
+                target = cand.payload["target"]
+                if self.config.ll_summary == "teacher_forced":
+                    jobs.append((i, j, summary_contexts[i], target, "summary"))
+                for w, window in enumerate(source_contexts[sources[i]]):
+                    jobs.append((i, j, window, target, w))
+        logprobs = self._token_logprobs([(job[2], job[3]) for job in jobs])
+
+        summary_lp: dict[tuple[int, int], torch.Tensor] = {}
+        source_lp: dict[tuple[int, int], tuple[torch.Tensor, int]] = {}
+        for (i, j, _, _, where), lp in zip(jobs, logprobs):
+            if where == "summary":
+                summary_lp[i, j] = lp
+            elif (i, j) not in source_lp or lp.mean() > source_lp[i, j][0].mean():
+                source_lp[i, j] = (lp, where)
+
+        results = []
+        for i, (kept, rejected) in enumerate(per_summary):
+            pairs = [self._pair(cand, source_lp[i, j], summary_lp.get((i, j))) for j, cand in enumerate(kept)]
+            num_windows = len(source_contexts[sources[i]])
+            truncated_source = self.config.long_source == "truncate" and self._source_is_long(sources[i])
+            result = SummaryScore(
+                index=i,
+                quals=sum(p.quals for p in pairs) / len(pairs) if pairs else None,
+                num_pairs=len(pairs),
+                num_generated=self.num_groups,
+                source_handling="truncated" if truncated_source else ("windows" if num_windows > 1 else "full"),
+                num_source_windows=num_windows,
+                summary_truncated=len(summary_inputs[i]) > 1,
+                error=None if pairs else "no QA pair survived filtering",
+            )
+            if return_qa_pairs:
+                result.pairs = sorted(pairs, key=lambda p: p.quals)
+                result.rejected = rejected
+            results.append(result)
+        return results
+
+    def _pair(self, cand: Candidate, source: tuple[torch.Tensor, int], summary_lp: torch.Tensor | None) -> QAPair:
+        source_lp, window = source
+        target: Target = cand.payload["target"]
+        if summary_lp is None:  # parity: LL_summary from the penalized search score
+            summary_lp = cand.payload["penalized"]
+        tokens = self.qagen.tokenizer.convert_ids_to_tokens(target.ids[target.num_unscored:])
+        return QAPair(question=cand.question, answer=cand.answer, ll_source=float(source_lp.mean()),
+                      ll_summary=float(summary_lp.mean()), tokens=tokens, source_logprobs=source_lp.tolist(),
+                      summary_logprobs=summary_lp.tolist(), search_score=cand.payload.get("search_score"),
+                      source_window=window)
+
+    def _generate(self, contexts: list[Context]) -> list[tuple[list[Candidate], list[Rejection]]]:
+        """Diverse beam search on the summaries, batched by token budget; returns parsed candidates."""
+        qagen, groups = self.qagen, self.num_groups
+        per_item = groups * (max(c.length for c in contexts) + self.max_new_tokens + 1)
+        batch = max(1, self.config.max_batch_tokens // per_item)
+        out = []
+        for start in range(0, len(contexts), batch):
+            batch_contexts = contexts[start: start + batch]
+            search = diverse_beam_search(
+                qagen.stepper(batch_contexts, groups), len(batch_contexts), groups, self.diversity_penalty,
+                self.min_new_tokens, self.max_new_tokens, qagen.eos_id, qagen.pad_id, self.config.penalty_candidates)
+            sequences, raw, penalized = search.sequences.cpu(), search.token_logprobs.cpu(), search.penalized_logprobs.cpu()
+            for n in range(len(batch_contexts)):
+                out.append(self._candidates(sequences[n], raw[n], penalized[n], search.lengths[n].tolist()))
+        return out
+
+    def _candidates(self, sequences: torch.Tensor, raw: torch.Tensor, penalized: torch.Tensor, lengths: list[int]
+                    ) -> tuple[list[Candidate], list[Rejection]]:
+        """Parse the G generated sequences of one summary into candidate pairs (and unparseable ones)."""
+        qagen = self.qagen
+        candidates, rejected = [], []
+        for g, length in enumerate(lengths):
+            ids = sequences[g, :length].tolist()
+            text, pairs = qagen.decode_pairs(ids)
+            if not pairs or (not qagen.format.multi_pair and len(pairs) != 1):
+                rejected.append(Rejection(text, "", "unparseable (no single question-separator-answer)"))
+                continue
+            search_score = float(penalized[g, :length].sum())
+            if qagen.format.multi_pair:  # re-render each pair on its own: its span in the sequence saw other pairs
+                for question, answer in pairs:
+                    candidates.append(Candidate(question, answer, search_score, float(raw[g, :length].mean()),
+                                                {"target": qagen.target(question, answer)}))
+                continue
+            target = qagen.target_from_ids(ids)
+            leading = length - len(target.ids) + target.num_unscored  # generated ids that are not scored
+            question, answer = pairs[0]
+            candidates.append(Candidate(question, answer, search_score, float(raw[g, leading:length].mean()), {
+                "target": target, "penalized": penalized[g, leading:length], "search_score": search_score}))
+        return candidates, rejected
+
+    def _source_windows(self, source: str) -> list[Context]:
+        """Encoded windows of a source (only the first in 'truncate' mode), from an LRU cache."""
+        if source in self._source_cache:
+            self._source_cache.move_to_end(source)
+            return self._source_cache[source]
+        windows = self.qagen.passage_windows(source, self.max_source_tokens, self.config.window_overlap)
+        if self.config.long_source == "truncate":
+            windows = windows[:1]
+        contexts = self._encode(windows)
+        self._source_cache[source] = contexts
+        if len(self._source_cache) > self._source_cache_size:
+            self._source_cache.popitem(last=False)
+        return contexts
+
+    def _source_is_long(self, source: str) -> bool:
+        return len(self.qagen.passage_windows(source, self.max_source_tokens)) > 1
+
+    # ------------------------------------------------------------------ batching
+    def _encode(self, inputs: list[list[int]]) -> list[Context]:
+        order = sorted(range(len(inputs)), key=lambda k: len(inputs[k]), reverse=True)
+        contexts: list[Context | None] = [None] * len(inputs)
+        for batch in _budget_batches(order, lambda k: len(inputs[k]), self.config.max_batch_tokens):
+            for k, context in zip(batch, self.qagen.encode([inputs[k] for k in batch])):
+                contexts[k] = context
+        return contexts
+
+    def _token_logprobs(self, jobs: list[tuple[Context, Target]]) -> list[torch.Tensor]:
+        """Teacher-forced log-probs for (context, target) jobs, batched by padded token count."""
+        def cost(k: int) -> int:
+            return jobs[k][0].length + len(jobs[k][1].ids)
+
+        order = sorted(range(len(jobs)), key=cost, reverse=True)
+        out: list[torch.Tensor | None] = [None] * len(jobs)
+        for batch in _budget_batches(order, cost, self.config.max_batch_tokens):
+            rows = self.qagen.token_logprobs([jobs[k][0] for k in batch], [jobs[k][1] for k in batch])
+            for k, lp in zip(batch, rows):
+                out[k] = lp
+        return out
+
+
+def _budget_batches(order: list[int], cost, budget: int):
+    """Split ``order`` (sorted by decreasing cost) into batches whose rows x max cost stay within ``budget``."""
+    batch: list[int] = []
+    for k in order:
+        if batch and (len(batch) + 1) * cost(batch[0]) > budget:
+            yield batch
+            batch = []
+        batch.append(k)
+    if batch:
+        yield batch
+
+
+def _as_list(texts, name: str) -> list:
+    if isinstance(texts, str):
+        raise TypeError(f"{name} must be a list of strings, not a single string; wrap it: [{name[:-1]}]")
+    try:
+        return list(texts)
+    except TypeError:
+        raise TypeError(f"{name} must be a list of strings, got {type(texts).__name__}") from None
+
+
+def _input_error(text, what: str, index: int) -> str | None:
+    if text is None:
+        return f"invalid input: {what} {index} is None"
+    if not isinstance(text, str):
+        return f"invalid input: {what} {index} is {type(text).__name__}, expected str"
+    if not text.strip():
+        return f"empty input: {what} {index} is empty or whitespace only"
+    return None
