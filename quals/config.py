@@ -70,9 +70,9 @@ class QualsConfig:
     @classmethod
     def paper_parity(cls, **overrides) -> QualsConfig:
         """The released code's choices: reference filter, penalized LL_summary, truncation, fairseq penalty."""
-        settings = dict(filter_mode="reference", ll_summary="search", long_source="truncate",
-                        penalty_candidates=2, num_beam_groups=60, diversity_penalty=0.5, min_new_tokens=8,
-                        max_new_tokens=60, max_pairs=10)
+        settings = {"filter_mode": "reference", "ll_summary": "search", "long_source": "truncate",
+                        "penalty_candidates": 2, "num_beam_groups": 60, "diversity_penalty": 0.5, "min_new_tokens": 8,
+                        "max_new_tokens": 60, "max_pairs": 10}
         return cls(**{**settings, **overrides})
 
     def fingerprint(self) -> dict:

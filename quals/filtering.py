@@ -57,7 +57,7 @@ def filter_pairs(
     """Keep the QA pairs QUALS scores for ``summary``. Returns (kept in selection order, rejected)."""
     if mode == "reference":
         return _filter(candidates, summary, max_pairs, answer_ok=_reference_answer_check,
-                       rank_key=lambda c: c.search_score, key=str.lower, hard_cap=False, strict=False)
+                       rank_key=lambda c: c.search_score, key=str.lower, hard_cap=False, strict=True)
     if mode == "strict":
         return _filter(candidates, summary, max_pairs, answer_ok=_word_boundary_check,
                        rank_key=lambda c: c.mean_logprob, key=normalize, hard_cap=True, strict=True)

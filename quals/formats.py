@@ -115,16 +115,16 @@ class QAFormat:
         return pairs
 
 
-_LMQG_T5 = dict(
-    input_template="generate question and answer: {passage}",
-    question_prefix="question: ",
-    qa_separator=", answer: ",
-    pair_delimiter="|",
-    terminator="merged",
-    max_source_tokens=512,
-    max_new_tokens=256,
-    num_beam_groups=20,
-)
+_LMQG_T5 = {
+    "input_template": "generate question and answer: {passage}",
+    "question_prefix": "question: ",
+    "qa_separator": ", answer: ",
+    "pair_delimiter": "|",
+    "terminator": "merged",
+    "max_source_tokens": 512,
+    "max_new_tokens": 256,
+    "num_beam_groups": 20,
+}
 
 PRESETS: dict[str, QAFormat] = {
     # The paper's QAGen format: one pair per sequence, "question <sep> answer" + eos, raw passage input.

@@ -156,7 +156,7 @@ class QAGenModel:
         With the ``merged`` terminator the last position holds log(p(eos) + p(pair delimiter)).
         """
         lengths = [len(t.ids) for t in targets]
-        labels, label_mask = _pad([torch.tensor(t.ids) for t in targets], self.pad_id)  # [B, T]
+        labels, _label_mask = _pad([torch.tensor(t.ids) for t in targets], self.pad_id)  # [B, T]
         labels = labels.to(self.device)
         if self.is_encoder_decoder:
             logits = self._seq2seq_logits(contexts, labels)  # [B, T, V]

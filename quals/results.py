@@ -47,7 +47,7 @@ class SummaryScore:
         if self.pairs is None:
             out.pop("pairs")
         else:
-            for pair_dict, pair in zip(out["pairs"], self.pairs):
+            for pair_dict, pair in zip(out["pairs"], self.pairs, strict=True):
                 pair_dict["quals"] = pair.quals
         if self.rejected is None:
             out.pop("rejected")

@@ -80,7 +80,7 @@ class QualsScorer:
             raise ValueError(f"Got {len(summaries)} summaries but {len(sources)} sources; they must pair up 1:1")
         results: list[SummaryScore | None] = [None] * len(summaries)
         valid = []
-        for i, (summary, source) in enumerate(zip(summaries, sources)):
+        for i, (summary, source) in enumerate(zip(summaries, sources, strict=True)):
             error = _input_error(summary, "summary", i) or _input_error(source, "source", i)
             if error:
                 results[i] = SummaryScore(index=i, quals=None, error=error)
@@ -93,7 +93,7 @@ class QualsScorer:
                 indices = valid[start: start + chunk]
                 scored = self._score_chunk([summaries[i] for i in indices], [sources[i] for i in indices],
                                            return_qa_pairs)
-                for i, result in zip(indices, scored):
+                for i, result in zip(indices, scored, strict=True):
                     results[i] = dataclasses.replace(result, index=i)
                 bar.update(len(indices))
         return results
@@ -115,7 +115,7 @@ class QualsScorer:
         candidates = self._generate(summary_contexts)
 
         per_summary: list[tuple[list[Candidate], list[Rejection]]] = []
-        for summary, (cands, unparseable) in zip(summaries, candidates):
+        for summary, (cands, unparseable) in zip(summaries, candidates, strict=True):
             kept, rejected = filter_pairs(cands, summary, self.config.filter_mode, self.config.max_pairs)
             per_summary.append((kept, unparseable + rejected))
 
@@ -132,7 +132,7 @@ class QualsScorer:
 
         summary_lp: dict[tuple[int, int], torch.Tensor] = {}
         source_lp: dict[tuple[int, int], tuple[torch.Tensor, int]] = {}
-        for (i, j, _, _, where), lp in zip(jobs, logprobs):
+        for (i, j, _, _, where), lp in zip(jobs, logprobs, strict=True):
             if where == "summary":
                 summary_lp[i, j] = lp
             elif (i, j) not in source_lp or lp.mean() > source_lp[i, j][0].mean():
@@ -181,7 +181,8 @@ class QualsScorer:
             search = diverse_beam_search(
                 qagen.stepper(batch_contexts, groups), len(batch_contexts), groups, self.diversity_penalty,
                 self.min_new_tokens, self.max_new_tokens, qagen.eos_id, qagen.pad_id, self.config.penalty_candidates)
-            sequences, raw, penalized = search.sequences.cpu(), search.token_logprobs.cpu(), search.penalized_logprobs.cpu()
+            sequences, raw = search.sequences.cpu(), search.token_logprobs.cpu()
+            penalized = search.penalized_logprobs.cpu()
             for n in range(len(batch_contexts)):
                 out.append(self._candidates(sequences[n], raw[n], penalized[n], search.lengths[n].tolist()))
         return out
@@ -232,7 +233,7 @@ class QualsScorer:
         order = sorted(range(len(inputs)), key=lambda k: len(inputs[k]), reverse=True)
         contexts: list[Context | None] = [None] * len(inputs)
         for batch in _budget_batches(order, lambda k: len(inputs[k]), self.config.max_batch_tokens):
-            for k, context in zip(batch, self.qagen.encode([inputs[k] for k in batch])):
+            for k, context in zip(batch, self.qagen.encode([inputs[k] for k in batch]), strict=True):
                 contexts[k] = context
         return contexts
 
@@ -245,7 +246,7 @@ class QualsScorer:
         out: list[torch.Tensor | None] = [None] * len(jobs)
         for batch in _budget_batches(order, cost, self.config.max_batch_tokens):
             rows = self.qagen.token_logprobs([jobs[k][0] for k in batch], [jobs[k][1] for k in batch])
-            for k, lp in zip(batch, rows):
+            for k, lp in zip(batch, rows, strict=True):
                 out[k] = lp
         return out
 
