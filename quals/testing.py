@@ -40,8 +40,8 @@ CITIES = ["paris", "rome", "oslo", "lima", "cairo", "delhi", "tokyo", "quito", "
 DAYS = ["monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday"]
 FILLER = ["the weather was warm .", "crowds gathered in the square .", "officials made a short statement .",
           "the trip had been planned for months .", "local media covered the event ."]
-WORDS = ("who visited where did go when visit ? . on the a weather was warm crowds gathered in square officials made "
-         "short statement trip had been planned for months local media covered event").split()
+QUESTION_WORDS = ["who", "visited", "where", "did", "go", "when", "visit", "on", "?", "."]
+WORDS = sorted({word for sentence in FILLER for word in sentence.split()} | set(QUESTION_WORDS))
 
 
 def word_tokenizer(extra_words: list[str] | None = None) -> PreTrainedTokenizerFast:
