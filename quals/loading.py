@@ -15,6 +15,11 @@ from quals.qagen import QAGenModel
 
 
 _MODELS: dict[tuple, QAGenModel] = {}
+
+
+class ModelLoadError(OSError):
+    """The QAGen model or tokenizer could not be loaded (the message says what to do)."""
+
 _DTYPES = {"float32": torch.float32, "fp32": torch.float32, "bfloat16": torch.bfloat16, "bf16": torch.bfloat16,
            "float16": torch.float16, "fp16": torch.float16}
 
@@ -55,14 +60,16 @@ def load_qagen(fmt: QAFormat, device: str | torch.device | None = None, dtype: s
     device, dtype = resolve_device(device), resolve_dtype(dtype)
     key = (fmt, str(device), str(dtype))
     if key not in _MODELS:
-        config = AutoConfig.from_pretrained(fmt.model)
-        auto = AutoModelForSeq2SeqLM if getattr(config, "is_encoder_decoder", False) else AutoModelForCausalLM
         try:
+            config = AutoConfig.from_pretrained(fmt.model)
+            auto = AutoModelForSeq2SeqLM if getattr(config, "is_encoder_decoder", False) else AutoModelForCausalLM
             model = auto.from_pretrained(fmt.model, dtype=dtype)
-        except OSError as err:
-            raise OSError(f"Could not load the QAGen model {fmt.model!r} (preset {fmt.name!r}). Pass a local folder "
-                          "with model=..., or set HF_HUB_OFFLINE=0 with network access. Cause: " + str(err)) from err
-        tokenizer = AutoTokenizer.from_pretrained(fmt.model)
+            tokenizer = AutoTokenizer.from_pretrained(fmt.model)
+        except (OSError, ValueError) as err:
+            raise ModelLoadError(f"Could not load the QAGen model {fmt.model!r} (preset {fmt.name!r}): "
+                                 f"{str(err).splitlines()[0]} Pass a local model folder (model=... / --model), "
+                                 "use the bundled offline preset if installed, or allow network access to the "
+                                 "Hugging Face Hub.") from err
         _MODELS[key] = QAGenModel(model.to(device), tokenizer, fmt)
     return _MODELS[key]
 

@@ -48,7 +48,7 @@ class QualsScorer:
         self.format = qagen.format if qagen is not None else resolve_format(
             self.config.preset, self.config.model, self.config.qa_separator)
         self._qagen = qagen
-        self._source_cache: OrderedDict[str, list[Context]] = OrderedDict()
+        self._source_cache: OrderedDict[str, tuple[list[Context], int]] = OrderedDict()
         self._source_cache_size = source_cache_size
         fmt, cfg = self.format, self.config
         self.num_groups = cfg.num_beam_groups or fmt.num_beam_groups
@@ -66,6 +66,10 @@ class QualsScorer:
         if self._qagen is None:
             self._qagen = load_qagen(self.format, self.config.device, self.config.dtype)
         return self._qagen
+
+    def load(self) -> QAGenModel:
+        """Load the QAGen model now (it is otherwise loaded on first use); raises ``ModelLoadError``."""
+        return self.qagen
 
     # ------------------------------------------------------------------ public API
     def score(self, summaries: Sequence[str], sources: Sequence[str], return_qa_pairs: bool = False
@@ -126,7 +130,7 @@ class QualsScorer:
                 target = cand.payload["target"]
                 if self.config.ll_summary == "teacher_forced":
                     jobs.append((i, j, summary_contexts[i], target, "summary"))
-                for w, window in enumerate(source_contexts[sources[i]]):
+                for w, window in enumerate(source_contexts[sources[i]][0]):
                     jobs.append((i, j, window, target, w))
         logprobs = self._token_logprobs([(job[2], job[3]) for job in jobs])
 
@@ -141,15 +145,18 @@ class QualsScorer:
         results = []
         for i, (kept, rejected) in enumerate(per_summary):
             pairs = [self._pair(cand, source_lp[i, j], summary_lp.get((i, j))) for j, cand in enumerate(kept)]
-            num_windows = len(source_contexts[sources[i]])
-            truncated_source = self.config.long_source == "truncate" and self._source_is_long(sources[i])
+            windows_used, windows_needed = len(source_contexts[sources[i]][0]), source_contexts[sources[i]][1]
+            if windows_needed == 1:
+                handling = "full"
+            else:
+                handling = "truncated" if windows_used < windows_needed else "windows"
             result = SummaryScore(
                 index=i,
                 quals=sum(p.quals for p in pairs) / len(pairs) if pairs else None,
                 num_pairs=len(pairs),
                 num_generated=self.num_groups,
-                source_handling="truncated" if truncated_source else ("windows" if num_windows > 1 else "full"),
-                num_source_windows=num_windows,
+                source_handling=handling,
+                num_source_windows=windows_used,
                 summary_truncated=len(summary_inputs[i]) > 1,
                 error=None if pairs else "no QA pair survived filtering",
             )
@@ -211,22 +218,23 @@ class QualsScorer:
                 "target": target, "penalized": penalized[g, leading:length], "search_score": search_score}))
         return candidates, rejected
 
-    def _source_windows(self, source: str) -> list[Context]:
-        """Encoded windows of a source (only the first in 'truncate' mode), from an LRU cache."""
+    def _source_windows(self, source: str) -> tuple[list[Context], int]:
+        """Encoded windows of a source (only the first in 'truncate' mode) and the number of windows it needs.
+
+        Kept in an LRU cache, so a source shared by several summaries is encoded once even across calls.
+        """
         if source in self._source_cache:
             self._source_cache.move_to_end(source)
             return self._source_cache[source]
         windows = self.qagen.passage_windows(source, self.max_source_tokens, self.config.window_overlap)
+        needed = len(windows)
         if self.config.long_source == "truncate":
             windows = windows[:1]
-        contexts = self._encode(windows)
-        self._source_cache[source] = contexts
+        entry = (self._encode(windows), needed)
+        self._source_cache[source] = entry
         if len(self._source_cache) > self._source_cache_size:
             self._source_cache.popitem(last=False)
-        return contexts
-
-    def _source_is_long(self, source: str) -> bool:
-        return len(self.qagen.passage_windows(source, self.max_source_tokens)) > 1
+        return entry
 
     # ------------------------------------------------------------------ batching
     def _encode(self, inputs: list[list[int]]) -> list[Context]:

@@ -14,6 +14,7 @@ True
 from __future__ import annotations
 
 import random
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -150,3 +151,25 @@ def train_tiny_qagen(path: str | Path, steps: int = 300, seed: int = 0, arch: st
         optimizer.zero_grad()
     model.eval()
     return save_qagen(model, tokenizer, path, TINY_FORMAT)
+
+
+def tiny_qagen(cache_dir: str | Path | None = None, seed: int = 0) -> Path:
+    """A tiny QAGen trained on the synthetic world, trained once and cached on disk (~15 s the first time).
+
+    For runnable examples, demos and tests with no network: it writes "who visited paris ? <sep> alice"
+    style pairs, so faithful synthetic summaries score higher than ones with a swapped entity.
+    """
+    import tempfile
+
+    import transformers
+
+    tag = f"quals-tiny-qagen-v1-seed{seed}-tf{transformers.__version__}-torch{torch.__version__}"
+    path = Path(cache_dir or tempfile.gettempdir()) / tag
+    if not (path / "quals_format.json").is_file():
+        tmp = path.with_name(path.name + f".tmp{random.randrange(1 << 30)}")
+        train_tiny_qagen(tmp, seed=seed)
+        if path.exists():  # another process finished first
+            shutil.rmtree(tmp, ignore_errors=True)
+        else:
+            tmp.rename(path)
+    return path
