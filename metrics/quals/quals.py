@@ -1,13 +1,38 @@
 # Copyright 2026 The QUALS contributors. Licensed under the Apache License, Version 2.0.
 """QUALS: QUestion Answering with Language model Score, a factual-consistency metric for summaries."""
 
+import importlib
+import os
+import sys
+
 import datasets
 import evaluate
 
-import quals as quals_engine
-
 
 logger = evaluate.logging.get_logger(__name__)
+
+
+def _import_engine():
+    """Import the QUALS engine package (``pip install quals``).
+
+    ``evaluate.load("quals")`` runs from a folder holding a ``quals/`` metric folder, which Python may take
+    for the ``quals`` package (a namespace package) before an editable install; skip the working directory then.
+    """
+    engine = importlib.import_module("quals")
+    if not hasattr(engine, "QualsScorer"):
+        del sys.modules["quals"]
+        saved = sys.path[:]
+        sys.path[:] = [p for p in sys.path if os.path.abspath(p or ".") != os.getcwd()]
+        try:
+            engine = importlib.import_module("quals")
+        finally:
+            sys.path[:] = saved
+    if not hasattr(engine, "QualsScorer"):
+        raise ImportError("The QUALS metric needs the quals package: pip install quals")
+    return engine
+
+
+quals_engine = _import_engine()
 
 _CITATION = """\
 @inproceedings{nan-etal-2021-improving,
