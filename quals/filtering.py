@@ -57,10 +57,10 @@ def filter_pairs(
     """Keep the QA pairs QUALS scores for ``summary``. Returns (kept in selection order, rejected)."""
     if mode == "reference":
         return _filter(candidates, summary, max_pairs, answer_ok=_reference_answer_check,
-                       rank_key=lambda c: c.search_score, key=str.lower, hard_cap=False, strict=True)
+                       rank_key=lambda c: c.search_score, key=str.lower, hard_cap=False, fixes=False)
     if mode == "strict":
         return _filter(candidates, summary, max_pairs, answer_ok=_word_boundary_check,
-                       rank_key=lambda c: c.mean_logprob, key=normalize, hard_cap=True, strict=True)
+                       rank_key=lambda c: c.mean_logprob, key=normalize, hard_cap=True, fixes=True)
     raise ValueError(f"Unknown filter mode {mode!r}; use 'strict' or 'reference'")
 
 
@@ -87,14 +87,14 @@ def _filter(
     rank_key: Callable[[Candidate], float],
     key: Callable[[str], str],
     hard_cap: bool,
-    strict: bool,
+    fixes: bool,
 ) -> tuple[list[Candidate], list[Rejection]]:
     rejected: list[Rejection] = []
     survivors: list[Candidate] = []
     seen_pairs: set[tuple[str, str]] = set()
     for cand in candidates:
-        reason = "empty question" if strict and not cand.question.strip() else answer_ok(cand.answer, summary)
-        if reason is None and strict:
+        reason = "empty question" if fixes and not cand.question.strip() else answer_ok(cand.answer, summary)
+        if reason is None and fixes:  # strict mode: reject empty questions and duplicate pairs
             pair_key = (key(cand.question), key(cand.answer))
             reason = "duplicate pair" if pair_key in seen_pairs else None
             seen_pairs.add(pair_key)
