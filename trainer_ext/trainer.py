@@ -1,0 +1,233 @@
+"""ContrastiveTrainer: CONSEQ (Nan et al., ACL 2021) as a drop-in ``Seq2SeqTrainer``.
+
+Swap the class and the arguments of an existing ``Seq2SeqTrainer`` script and pass a scorer::
+
+    args = ContrastiveTrainingArguments(output_dir="out", num_candidates=6, learning_rate=3e-6, num_train_epochs=2)
+    trainer = ContrastiveTrainer(model=model, args=args, train_dataset=train, eval_dataset=val,
+                                 processing_class=tokenizer, scorer=QualsScorer(model="qagen"),
+                                 peft_config=LoraConfig(task_type="SEQ_2_SEQ_LM"))   # optional
+    trainer.train()
+
+What changes under the hood (everything else is the stock Trainer loop, so evaluation, checkpoints, resuming,
+launchers and logging integrations behave as usual):
+
+- a :class:`CandidateRegenerationCallback` fills ``self.candidate_store`` at the start of every N-th epoch;
+- training batches come from :class:`ContrastiveCollator` (rows of S+ and S- per document, from the store);
+- ``compute_loss`` encodes each source once, decodes all its rows, and applies ``losses.unlikelihood_loss`` (the
+  paper) or ``losses.margin_rank_mle_loss``; evaluation batches keep the plain seq2seq loss;
+- the loss is normalized by the target-token count of the whole accumulated batch, over all accumulation steps and
+  (with ``average_tokens_across_devices``) all ranks, as fairseq does in the paper's code;
+- the store is saved in every checkpoint and restored by ``resume_from_checkpoint``.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+from collections import defaultdict
+from typing import ClassVar
+
+import torch
+from transformers import AutoModelForSeq2SeqLM, DataCollatorForSeq2Seq, Seq2SeqTrainer
+from transformers.modeling_outputs import BaseModelOutput
+from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
+
+from trainer_ext._compat import apply_peft, call_through_wrapper, training_args_checkpointing
+from trainer_ext.callback import CandidateRegenerationCallback
+from trainer_ext.candidates import STORE_FILE, CandidateStore
+from trainer_ext.collator import ContrastiveCollator
+from trainer_ext.config import ContrastiveTrainingArguments
+from trainer_ext.datasets import DropColumnsCollator, example_ids, with_example_ids
+from trainer_ext.losses import (
+    IGNORE_INDEX,
+    margin_rank_counts,
+    margin_rank_mle_loss,
+    unlikelihood_counts,
+    unlikelihood_loss,
+)
+from trainer_ext.scorers import as_score_function
+
+
+class ContrastiveTrainer(Seq2SeqTrainer):
+    """``Seq2SeqTrainer`` that trains with CONSEQ; see the module docstring.
+
+    Args (beyond ``Seq2SeqTrainer``'s):
+        scorer: a ``quals.QualsScorer``, an ``evaluate`` metric, a :class:`~trainer_ext.scorers.RougeScorer`, or
+            any callable ``f(summaries, sources) -> list[float | None]`` (higher = more faithful).
+        peft_config: optional ``peft.PeftConfig``; the model is wrapped with ``get_peft_model`` and only the
+            adapters train (``save_model`` then writes a normal peft adapter; see :meth:`save_merged_model`).
+    """
+
+    # compute_loss divides by the token count of the whole accumulated batch (passed in ``num_items_in_batch``),
+    # so the Trainer must not divide by the number of accumulation steps again.
+    loss_is_scaled_for_ga = True
+    _tag_names: ClassVar[list[str]] = ["conseq", "contrastive"]
+
+    def __init__(self, model=None, args: ContrastiveTrainingArguments | None = None, train_dataset=None,
+                 scorer=None, peft_config=None, data_collator=None, processing_class=None, **kwargs):
+        if args is None:
+            args = ContrastiveTrainingArguments(output_dir="conseq_output")
+        if not isinstance(args, ContrastiveTrainingArguments):
+            raise TypeError("args must be ContrastiveTrainingArguments (it extends Seq2SeqTrainingArguments with the "
+                            f"CONSEQ settings), got {type(args).__name__}")
+        if processing_class is None:
+            raise ValueError("ContrastiveTrainer needs processing_class= (the tokenizer) to pad, generate and decode")
+        if train_dataset is None:
+            raise ValueError("ContrastiveTrainer needs a train_dataset (candidates are generated for it)")
+        if isinstance(model, str):
+            model = AutoModelForSeq2SeqLM.from_pretrained(model)
+        if peft_config is not None:
+            model = apply_peft(model, peft_config, training_args_checkpointing(args)[0])
+        train_dataset = with_example_ids(train_dataset, args.id_column)
+        base_collator = data_collator or DataCollatorForSeq2Seq(processing_class, model=model)
+        extra_columns = {args.id_column, args.source_column, args.summary_column} - {None}
+        super().__init__(model=model, args=args, train_dataset=train_dataset,
+                         data_collator=DropColumnsCollator(base_collator, extra_columns),
+                         processing_class=processing_class, **kwargs)
+        if self.args.n_gpu > 1:
+            raise ValueError("ContrastiveTrainer does not support torch.nn.DataParallel (several GPUs in one "
+                             "process); launch with torchrun or accelerate launch (DDP) instead")
+        self.model_accepts_loss_kwargs = False  # we call the model ourselves; never pass num_items_in_batch to it
+        self.example_ids = example_ids(self.train_dataset, args.id_column)
+        self.score_function = as_score_function(scorer, args.metric_key, args.metric_kwargs)
+        self.candidate_store = CandidateStore()
+        self.contrastive_collator = ContrastiveCollator(
+            self.candidate_store, processing_class, args.id_column, args.loss_type, args.num_candidates,
+            getattr(base_collator, "pad_to_multiple_of", None))
+        self.regeneration_callback = CandidateRegenerationCallback(trainer=self)
+        self.add_callback(self.regeneration_callback)
+        self._loss_components: dict[str, list[float]] = defaultdict(list)
+        self._components_logged_at = 0
+
+    # ------------------------------------------------------------------ data
+    def _set_signature_columns_if_needed(self):
+        """Keep the id column when ``remove_unused_columns=True`` (the collator looks candidates up by id)."""
+        super()._set_signature_columns_if_needed()
+        if self.args.id_column not in self._signature_columns:
+            self._signature_columns.append(self.args.id_column)
+
+    def get_train_dataloader(self):
+        """The stock training DataLoader, built with the contrastive collator instead of the evaluation one."""
+        evaluation_collator, self.data_collator = self.data_collator, self.contrastive_collator
+        try:
+            return super().get_train_dataloader()
+        finally:
+            self.data_collator = evaluation_collator
+
+    def document_texts(self, positions: list[int]) -> tuple[list[list[int]], list[str], list[str]]:
+        """(input ids, source text, reference text) of training documents, by dataset position."""
+        args, tokenizer = self.args, self.processing_class
+        inputs, sources, references = [], [], []
+        for position in positions:
+            row = self.train_dataset[position]
+            input_ids = list(row["input_ids"])
+            inputs.append(input_ids)
+            sources.append(row[args.source_column] if args.source_column else
+                           tokenizer.decode(input_ids, skip_special_tokens=True))
+            references.append(row[args.summary_column] if args.summary_column else tokenizer.decode(
+                [t for t in row["labels"] if t != IGNORE_INDEX], skip_special_tokens=True))
+        return inputs, sources, references
+
+    # ------------------------------------------------------------------ loss
+    def _get_num_items_in_batch(self, batch_samples, device):
+        """Normalizers of the contrastive loss summed over the accumulated micro-batches (and ranks)."""
+        if not batch_samples or "row_document" not in batch_samples[0]:
+            return super()._get_num_items_in_batch(batch_samples, device)
+        local: dict[str, torch.Tensor] = defaultdict(lambda: torch.zeros((), dtype=torch.long))
+        for batch in batch_samples:
+            for name, count in self._batch_counts(batch).items():
+                local[name] = local[name] + count.cpu()
+        names = sorted(local)
+        counts = torch.stack([local[name] for name in names]).to(device)  # [num_counts]
+        world = 1
+        if self.args.average_tokens_across_devices and self.args.world_size > 1:
+            counts = self.accelerator.gather(counts.unsqueeze(0)).sum(0)  # [world, num_counts] -> [num_counts]
+            world = self.accelerator.num_processes
+        return {"counts": dict(zip(names, counts, strict=True)), "num_processes": world}
+
+    def _batch_counts(self, batch) -> dict[str, torch.Tensor]:
+        if self.args.loss_type == "unlikelihood":
+            return unlikelihood_counts(batch["labels"], batch["row_weight"])
+        return margin_rank_counts(batch["labels"], batch["is_reference"], batch["candidate_mask"])
+
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        if "row_document" not in inputs:  # evaluation / prediction batches: the plain seq2seq loss
+            return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
+        unwrapped = self.accelerator.unwrap_model(model)
+        labels = inputs["labels"]
+        decoder_input_ids = unwrapped.prepare_decoder_input_ids_from_labels(labels=labels)  # [R, T]
+        logits = call_through_wrapper(model, unwrapped, self._row_logits, unwrapped, inputs["input_ids"],
+                                      inputs["attention_mask"], inputs["row_document"], decoder_input_ids)
+        log_probs = logits.float().log_softmax(-1)  # [R, T, V]
+        args = self.args
+        if args.loss_type == "unlikelihood":
+            parts = unlikelihood_loss(log_probs, labels, inputs["is_negative"], inputs["row_weight"],
+                                      args.loss_label_smoothing, args.stable_unlikelihood)
+        else:
+            parts = margin_rank_mle_loss(log_probs, labels, inputs["is_reference"], inputs["candidate_index"],
+                                         inputs["candidate_mask"], args.margin, args.length_penalty,
+                                         args.rank_weight, args.mle_weight, args.loss_label_smoothing)
+        scale = 1
+        counts = None
+        if isinstance(num_items_in_batch, dict):
+            counts, scale = num_items_in_batch["counts"], num_items_in_batch["num_processes"]
+        loss, components = parts.combine(counts)
+        loss = loss * scale  # DDP averages gradients over ranks; the counts were summed over ranks
+        for name, value in components.items():
+            self._loss_components[f"loss_{name}"].append(value * scale)
+        return (loss, {"logits": logits}) if return_outputs else loss
+
+    def _row_logits(self, model, input_ids, attention_mask, row_document, decoder_input_ids) -> torch.Tensor:
+        """Encode each source once, then decode every row against its document's encoder states."""
+        with self.accelerator.autocast():  # the wrapper's mixed-precision forward is bypassed by the redirection
+            encoded = model.get_encoder()(input_ids=input_ids, attention_mask=attention_mask, return_dict=True)
+            hidden = encoded.last_hidden_state.index_select(0, row_document)  # [D, S, H] -> [R, S, H]
+            mask = attention_mask.index_select(0, row_document)  # [R, S]
+            outputs = model(encoder_outputs=BaseModelOutput(last_hidden_state=hidden), attention_mask=mask,
+                            decoder_input_ids=decoder_input_ids, use_cache=False)
+        return outputs.logits  # [R, T, V]
+
+    def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
+        """Add the loss components (this rank's values, averaged per optimizer step) to training logs."""
+        if "loss" in logs and self._loss_components:
+            steps = max(self.state.global_step - self._components_logged_at, 1)
+            for name, values in self._loss_components.items():
+                logs[name] = sum(values) / steps
+            self._loss_components.clear()
+            self._components_logged_at = self.state.global_step
+        super().log(logs, start_time)
+
+    # ------------------------------------------------------------------ checkpoints
+    def _save_checkpoint(self, model, trial):
+        super()._save_checkpoint(model, trial)
+        if self.args.should_save:
+            folder = f"{PREFIX_CHECKPOINT_DIR}-{self.state.global_step}"
+            self.candidate_store.save(os.path.join(self._get_output_dir(trial=trial), folder, STORE_FILE))
+
+    def _load_from_checkpoint(self, resume_from_checkpoint, model=None):
+        super()._load_from_checkpoint(resume_from_checkpoint, model)
+        self.load_candidate_store(resume_from_checkpoint)
+
+    def load_candidate_store(self, checkpoint: str) -> bool:
+        """Restore the store saved in ``checkpoint`` in place (the collator keeps its reference). False if none."""
+        path = os.path.join(checkpoint, STORE_FILE)
+        if not os.path.exists(path):
+            return False
+        loaded = CandidateStore.load(path)
+        store = self.candidate_store
+        store.documents, store.round, store.epoch, store.history = (loaded.documents, loaded.round, loaded.epoch,
+                                                                    loaded.history)
+        store.selection = self.regeneration_callback.select(store)
+        return True
+
+    def save_merged_model(self, output_dir: str) -> None:
+        """Save the model with LoRA adapters merged into the base weights (a plain transformers checkpoint).
+
+        Merges a copy, so training can go on with the adapters; needs memory for a second copy of the model.
+        """
+        model = self.accelerator.unwrap_model(self.model)
+        if hasattr(model, "merge_and_unload"):
+            model = copy.deepcopy(model).merge_and_unload()
+        if self.args.should_save:
+            model.save_pretrained(output_dir)
+            self.processing_class.save_pretrained(output_dir)
