@@ -45,13 +45,17 @@ QUESTION_WORDS = ["who", "visited", "where", "did", "go", "when", "visit", "on",
 WORDS = sorted({word for sentence in FILLER for word in sentence.split()} | set(QUESTION_WORDS))
 
 
-def word_tokenizer(extra_words: list[str] | None = None) -> PreTrainedTokenizerFast:
-    """A lower-case word-level tokenizer over the synthetic world's words; ``<sep>`` is a special token."""
+def word_tokenizer(extra_words: list[str] | None = None, bos: bool = False) -> PreTrainedTokenizerFast:
+    """A word-level tokenizer over the synthetic world's words; ``<sep>`` is a special token.
+
+    ``bos=True`` makes it add ``<s>`` before every sequence, as BART's tokenizer does.
+    """
     words = sorted(set(WORDS + PEOPLE + CITIES + DAYS + (extra_words or [])))
     vocab = {token: i for i, token in enumerate(SPECIAL_TOKENS + words)}
     backend = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
     backend.pre_tokenizer = pre_tokenizers.Sequence([pre_tokenizers.WhitespaceSplit(), pre_tokenizers.Punctuation()])
-    backend.post_processor = processors.TemplateProcessing(single="$A </s>", special_tokens=[("</s>", 2)])
+    template = "<s> $A </s>" if bos else "$A </s>"
+    backend.post_processor = processors.TemplateProcessing(single=template, special_tokens=[("<s>", 1), ("</s>", 2)])
     return PreTrainedTokenizerFast(tokenizer_object=backend, pad_token="<pad>", bos_token="<s>", eos_token="</s>",
                                    unk_token="<unk>", extra_special_tokens=["<sep>"], model_max_length=512)
 
