@@ -1,0 +1,251 @@
+"""QUALS demo (the Space's app): score summaries against a source and see which of their facts it does not support.
+
+    python metrics/quals/app.py [--model FOLDER] [--host 127.0.0.1] [--port 7860]
+
+The QAGen model, first found: ``--model`` or ``$QUALS_MODEL`` (a local folder), the bundled ``mini`` preset, else
+the default Hub preset. Other presets can be picked in the UI. The UI is built by ``build_demo``; everything it
+shows is computed by the small pure functions above it, which the tests call directly.
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import importlib
+import logging
+import math
+import os
+import sys
+from pathlib import Path
+
+import gradio as gr
+import pandas as pd
+
+
+logger = logging.getLogger("quals.demo")
+
+
+def _import_engine():
+    """The ``quals`` package. Run as a script, this folder is on ``sys.path`` and its ``quals.py`` (the evaluate
+    module) would shadow the package of the same name, so the folder is dropped from the path first."""
+    here = Path(__file__).resolve().parent
+    sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != here]
+    if not hasattr(sys.modules.get("quals"), "QualsScorer"):
+        sys.modules.pop("quals", None)
+    return importlib.import_module("quals")
+
+
+quals = _import_engine()
+
+MODEL_ENV = "QUALS_MODEL"
+# Checkpoint download sizes (hub_card.md, "Presets"). "paper" is not offered: its default checkpoint is the untrained
+# facebook/bart-large, so it only makes sense with a QAGen folder you trained (pass that with --model).
+PRESET_SIZES = {"lmqg-t5-small": "242 MB", "lmqg-t5-base": "892 MB", "lmqg-t5-large": "2.95 GB",
+                "lmqg-bart-large": "1.6 GB", "mqag-t5-large": "2.95 GB"}
+SYNTHETIC_SOURCE = "alice visited paris on monday . the weather was warm . local media covered the event ."
+NEWS_SOURCE = (
+    "Anthony Joshua will defend his IBF heavyweight title against Wladimir Klitschko at Wembley Stadium on 29 "
+    "April, with the vacant WBA belt also at stake. The 27-year-old Briton is unbeaten in 18 professional fights. "
+    "Klitschko, 40, has not boxed since losing his titles to Tyson Fury in November 2015. Promoter Eddie Hearn "
+    "said more than 80,000 tickets had already been sold.")
+EXAMPLES = [  # [source, summaries (one per line)]; written for this demo, not quoted from a data set
+    [NEWS_SOURCE, ("Anthony Joshua will fight Wladimir Klitschko at Wembley Stadium in April.\n"
+                   "Anthony Joshua will fight Lennox Lewis at Old Trafford in May.")],
+    [SYNTHETIC_SOURCE, "alice visited paris on monday .\nbob visited paris on monday ."],
+    ["carol visited oslo on friday . crowds gathered in the square .",
+     "carol visited oslo on friday .\ncarol visited oslo on sunday ."],
+]
+EXAMPLE_LABELS = ["News: faithful vs. hallucinated (real QAGen models)", "Synthetic: swapped person",
+                  "Synthetic: wrong day"]
+SUMMARY_COLUMNS = ["#", "summary", "QUALS", "QA pairs", "note"]
+PAIR_COLUMNS = ["#", "question", "answer", "LL_source", "LL_summary", "QUALS (difference)"]
+
+
+# ---------------------------------------------------------------------------------------------- pure functions
+def model_options(model_folder: str | None = None) -> dict[str, dict[str, str]]:
+    """Dropdown label -> ``QualsScorer`` model arguments, the default first: the given folder, bundled, Hub."""
+    options = {}
+    if model_folder:
+        options[f"model folder: {Path(model_folder).name}"] = {"model": str(model_folder)}
+    for name in quals.bundled.bundled_presets():
+        options[f"{name} (bundled, offline)"] = {"preset": name}
+    hub = sorted(set(quals.PRESETS) - {"paper"}, key=lambda name: (name != quals.DEFAULT_PRESET, name))
+    for name in hub:
+        options[f"{name} ({PRESET_SIZES.get(name, 'size not listed')} download)"] = {"preset": name}
+    return options
+
+
+def parse_summaries(text: str | None) -> list[str]:
+    """One summary per non-empty line."""
+    return [line.strip() for line in (text or "").splitlines() if line.strip()]
+
+
+def input_problem(source: str | None, summaries: list[str]) -> str | None:
+    """A message for the user when there is nothing to score, else ``None``."""
+    if not (source or "").strip():
+        return "Paste a source document first (or pick one of the examples below)."
+    if not summaries:
+        return "Enter at least one summary (one per line) to score against the source."
+    return None
+
+
+def score_summaries(source: str, summaries: list[str], model_args: dict[str, str], max_pairs: int,
+                    filter_mode: str) -> list:
+    """``SummaryScore`` of each summary (QA pairs included). Raises ``quals.loading.ModelLoadError``."""
+    scorer = quals.QualsScorer(**model_args, device="cpu", max_pairs=int(max_pairs), filter_mode=filter_mode,
+                               show_progress=False)
+    return scorer.score(summaries, [source] * len(summaries), return_qa_pairs=True)
+
+
+def _round(value: float) -> float:
+    return round(value, 3) + 0.0  # + 0.0 turns -0.0 into 0.0
+
+
+def _fmt(value: float | None) -> str:
+    return "–" if value is None else f"{_round(value):.3f}"
+
+
+def summary_rows(scores: list, summaries: list[str]) -> pd.DataFrame:
+    """One row per summary: its QUALS, how many QA pairs were kept, and why it has no score when it has none."""
+    rows = [[i + 1, text, _fmt(s.quals), s.num_pairs, s.error or ""]
+            for i, (s, text) in enumerate(zip(scores, summaries, strict=True))]
+    return pd.DataFrame(rows, columns=SUMMARY_COLUMNS)
+
+
+def ranked_pairs(scores: list) -> list[tuple[int, object]]:
+    """(summary number, QAPair) for every kept pair, least supported (most negative QUALS) first."""
+    pairs = [(i + 1, pair) for i, s in enumerate(scores) for pair in (s.pairs or [])]
+    return sorted(pairs, key=lambda item: item[1].quals)
+
+
+def pair_rows(ranked: list[tuple[int, object]]) -> pd.DataFrame:
+    """The QA-pair table: LL_source, LL_summary and their difference, in ``ranked`` order."""
+    rows = [[n, p.question, p.answer, _round(p.ll_source), _round(p.ll_summary), _round(p.quals)]
+            for n, p in ranked]
+    return pd.DataFrame(rows, columns=PAIR_COLUMNS)
+
+
+def pair_label(number: int, pair) -> str:
+    return f"summary {number}: {pair.question} → {pair.answer} (QUALS {pair.quals:.2f})"
+
+
+def token_chart_data(pair) -> tuple[pd.DataFrame, list[str]]:
+    """Per-token probabilities of one QA pair given the source and given the summary, and the x-axis order.
+
+    Tokens are labelled with their position, so repeated tokens stay distinct and the axis keeps the pair's order.
+    """
+    labels = [f"{i + 1} {token.lstrip('▁Ġ') or token}" for i, token in enumerate(pair.tokens)]
+    rows = [(label, given, math.exp(logprob))
+            for given, logprobs in (("source", pair.source_logprobs), ("summary", pair.summary_logprobs))
+            for label, logprob in zip(labels, logprobs, strict=True)]
+    return pd.DataFrame(rows, columns=["token", "given", "probability"]), labels
+
+
+def status_markdown(scores: list, model_label: str) -> str:
+    header = (f"**QUALS** with `{model_label}` (closer to 0 = better supported by the source; compare summaries "
+              "of the same source):")
+    lines = [header]
+    for i, s in enumerate(scores):
+        value = f"**{s.quals:.3f}** from {s.num_pairs} QA pairs" if s.quals is not None else f"no score ({s.error})"
+        lines.append(f"- summary {i + 1}: {value}")
+    return "\n".join(lines)
+
+
+def warning(message: str) -> str:
+    return f"⚠️ {message}"
+
+
+# ---------------------------------------------------------------------------------------------- UI
+def empty_chart() -> gr.LinePlot:
+    return gr.LinePlot(value=pd.DataFrame(columns=["token", "given", "probability"]), title="Per-token probability")
+
+
+def chart_update(ranked: list, index: int | None) -> gr.LinePlot:
+    if not ranked or index is None or not 0 <= index < len(ranked):
+        return empty_chart()
+    number, pair = ranked[index]
+    data, order = token_chart_data(pair)
+    return gr.LinePlot(value=data, sort=order, title=f"p(token) — {pair_label(number, pair)}")
+
+
+def selected_row(event: gr.SelectData) -> int:
+    """The row clicked in the QA-pair table (= the index of the pair to plot)."""
+    return event.index[0]
+
+
+def run_scoring(options: dict[str, dict[str, str]], source: str, summaries_text: str, model_label: str,
+                max_pairs: int, filter_mode: str) -> tuple:
+    """The Score button: (status, summary table, pair table, pair choice, chart, ranked pairs). Never raises:
+    empty input, a model that cannot load and unexpected errors become a message in the status box."""
+    summaries = parse_summaries(summaries_text)
+    nothing = (pd.DataFrame(columns=SUMMARY_COLUMNS), pd.DataFrame(columns=PAIR_COLUMNS),
+               gr.Dropdown(choices=[], value=None), empty_chart(), [])
+    problem = input_problem(source, summaries)
+    if problem:
+        return (warning(problem), *nothing)
+    try:
+        scores = score_summaries(source, summaries, options[model_label], max_pairs, filter_mode)
+    except quals.loading.ModelLoadError as err:
+        return (warning(f"The QAGen model could not be loaded. {err}"), *nothing)
+    except Exception as err:  # the UI shows a message; the traceback goes to the server log
+        logger.exception("QUALS scoring failed")
+        return (warning(f"Scoring failed: {type(err).__name__}: {err}"), *nothing)
+    ranked = ranked_pairs(scores)
+    choices = [(pair_label(n, p), i) for i, (n, p) in enumerate(ranked)]
+    return (status_markdown(scores, model_label), summary_rows(scores, summaries),
+            pair_rows(ranked).style.format(precision=3), gr.Dropdown(choices=choices, value=0 if ranked else None),
+            chart_update(ranked, 0), ranked)
+
+
+def build_demo(model_folder: str | None = None) -> gr.Blocks:
+    """The demo's UI. ``model_folder`` (default ``$QUALS_MODEL``) is a local QAGen folder offered first."""
+    options = model_options(model_folder or os.environ.get(MODEL_ENV) or None)
+    labels = list(options)
+
+    with gr.Blocks(title="QUALS: is this summary supported by its source?", analytics_enabled=False) as demo:
+        gr.Markdown("# QUALS: is this summary supported by its source?\n"
+                    "A question-generation model writes question–answer pairs from each summary; QUALS compares "
+                    "how likely each pair is given the **source** (LL_source) and given the **summary** "
+                    "(LL_summary). A fact the source does not support gets a strongly negative difference.")
+        ranked_state = gr.State([])
+        with gr.Row():
+            with gr.Column():
+                source = gr.Textbox(label="Source document", lines=7, elem_id="source")
+                summaries = gr.Textbox(label="Summaries (one per line)", lines=3, elem_id="summaries")
+                with gr.Accordion("Options", open=False):
+                    model = gr.Dropdown(labels, value=labels[0], label="QAGen preset", elem_id="preset")
+                    max_pairs = gr.Slider(1, 30, value=10, step=1, label="QA pairs kept per summary (max_pairs)")
+                    filter_mode = gr.Radio(["strict", "reference"], value="strict", label="Filter mode",
+                                           info="strict: whole-word answers, hard cap; reference: the released "
+                                                "code's substring check")
+                button = gr.Button("Score", variant="primary", elem_id="score-button")
+                gr.Examples(EXAMPLES, [source, summaries], example_labels=EXAMPLE_LABELS, label="Examples")
+            with gr.Column():
+                status = gr.Markdown("Scores appear here.", elem_id="status")
+                summary_table = gr.Dataframe(headers=SUMMARY_COLUMNS, label="QUALS per summary",
+                                             interactive=False, wrap=True, elem_id="summary-table")
+        pair_table = gr.Dataframe(headers=PAIR_COLUMNS, label="Kept QA pairs, least supported first (click a row "
+                                  "to plot it)", interactive=False, wrap=True, elem_id="pairs-table")
+        pair_choice = gr.Dropdown([], label="QA pair to plot", type="value", elem_id="pair-choice")
+        chart = gr.LinePlot(x="token", y="probability", color="given", y_lim=[0, 1], height=320,
+                            x_label_angle=-45, x_title="token of the QA pair", y_title="probability",
+                            elem_id="token-chart")
+        button.click(functools.partial(run_scoring, options), [source, summaries, model, max_pairs, filter_mode],
+                     [status, summary_table, pair_table, pair_choice, chart, ranked_state])
+        pair_table.select(selected_row, None, pair_choice)
+        pair_choice.change(chart_update, [ranked_state, pair_choice], chart)
+    return demo
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description="QUALS demo")
+    parser.add_argument("--model", help=f"local QAGen folder (default: ${MODEL_ENV}, else bundled mini, else Hub)")
+    parser.add_argument("--host", default=None, help="default: $GRADIO_SERVER_NAME or 127.0.0.1")
+    parser.add_argument("--port", type=int, default=None, help="default: $GRADIO_SERVER_PORT or 7860")
+    args = parser.parse_args(argv)
+    theme = gr.themes.Soft(font=["ui-sans-serif", "system-ui", "sans-serif"], font_mono=["ui-monospace", "monospace"])
+    build_demo(args.model).launch(server_name=args.host, server_port=args.port, theme=theme)
+
+
+if __name__ == "__main__":
+    main()
