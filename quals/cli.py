@@ -17,6 +17,7 @@ SUBCOMMANDS = {
     "score": ("quals.score_cli", "Score summaries against their sources with QUALS."),
     "train-qagen": ("quals.train_qagen", "Fine-tune a QAGen model on SQuAD-format data."),
     "export-metric": ("quals.hub", "Write the evaluate metric folder (for evaluate.load('quals') or a Space)."),
+    "merge": ("quals.sharding", "Merge the part files of a sharded 'quals score --out DIR/' run."),
 }
 
 

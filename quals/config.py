@@ -19,7 +19,7 @@ class QualsConfig:
     > Question-answer generation (diverse beam search)
     num_beam_groups, diversity_penalty, penalty_candidates, min_new_tokens, max_new_tokens
     > Filtering and scoring
-    filter_mode, max_pairs, ll_summary, long_source, window_overlap, max_source_tokens
+    filter_mode, max_pairs, ll_summary, long_source, window_overlap, max_source_tokens, max_source_windows
     > Throughput
     max_batch_tokens, show_progress
     """
@@ -49,6 +49,9 @@ class QualsConfig:
         "help": "Sources over the input limit: best of overlapping windows (default) or truncation (parity)."})
     window_overlap: float = field(default=0.25, metadata={"help": "Overlap between consecutive source windows."})
     max_source_tokens: int | None = field(default=None, metadata={"help": "Input limit; None: the preset's."})
+    max_source_windows: int | None = field(default=None, metadata={
+        "help": "Windows scored per long source (the first ones; bounds time and memory on huge documents, "
+                "which are then marked 'truncated'); None: all."})
     max_batch_tokens: int = field(default=32768, metadata={"help": "Token budget of one forward batch "
                                                                    "(rows x padded length)."})
     show_progress: bool = field(default=True, metadata={"help": "Show a progress bar."})
@@ -64,6 +67,8 @@ class QualsConfig:
             raise ValueError(f"penalty_candidates must be 1 or 2, got {self.penalty_candidates!r}")
         if self.max_pairs < 1 or self.max_batch_tokens < 1:
             raise ValueError("max_pairs and max_batch_tokens must be positive")
+        if self.max_source_windows is not None and self.max_source_windows < 1:
+            raise ValueError(f"max_source_windows must be positive or None, got {self.max_source_windows}")
         if not 0 <= self.window_overlap < 1:
             raise ValueError(f"window_overlap must be in [0, 1), got {self.window_overlap}")
 

@@ -1,9 +1,10 @@
 """Streaming readers for (summary, source) rows: two text files, or one JSONL/CSV file with named columns.
 
 Rows are yielded one at a time (memory stays bounded by the batch, not the corpus). A row that cannot be
-read (bad UTF-8, invalid JSON, a missing or non-string field) is yielded with an ``error`` instead of
-stopping the run; structural problems (missing file, missing CSV column, different line counts) raise
-``InputError`` before any scoring starts.
+read (bad UTF-8, invalid JSON, a missing, null or non-string field, a CSV record the parser rejects) is
+yielded with an ``error`` naming its line instead of stopping the run; structural problems (missing file,
+missing CSV column, different line counts) raise ``InputError`` before any scoring starts. Extra fields are
+ignored (except the ``passthrough`` ones, copied to the output), and a UTF-8 byte-order mark is skipped.
 """
 
 from __future__ import annotations
@@ -14,6 +15,10 @@ import json
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+
+
+UNREADABLE = "unreadable row: "  # prefix of the output ``error`` of rows the readers could not read
+CSV_FIELD_LIMIT = 1 << 28  # characters; Python's default (131,072) rejects a 100k-word document
 
 
 class InputError(ValueError):
@@ -59,8 +64,8 @@ def count_rows(path: str | Path) -> int:
     fmt = file_format(path)
     _check_file(path)
     if fmt in ("csv", "tsv"):
-        with open(path, encoding="utf-8", errors="replace", newline="") as handle:
-            return sum(1 for _ in csv.reader(handle, delimiter="\t" if fmt == "tsv" else ",")) - 1
+        with open(path, encoding="utf-8-sig", errors="replace", newline="") as handle:
+            return sum(1 for _ in _csv_records(csv.reader(handle, delimiter="\t" if fmt == "tsv" else ","))) - 1
     with open(path, "rb") as handle:
         return sum(1 for line in handle if line.strip() or fmt == "txt")
 
@@ -83,7 +88,7 @@ def _text_lines(path: str) -> Iterator[tuple[str | None, str | None]]:
     with open(path, "rb") as handle:
         for number, raw in enumerate(handle):
             try:
-                yield raw.decode("utf-8").rstrip("\r\n"), None
+                yield raw.decode("utf-8-sig" if number == 0 else "utf-8").rstrip("\r\n"), None
             except UnicodeDecodeError as err:
                 yield None, f"line {number + 1} of {path} is not valid UTF-8 ({err.reason} at byte {err.start})"
 
@@ -103,33 +108,61 @@ def _jsonl_rows(path, summary_column, source_column, passthrough) -> Iterator[Ro
             if not raw.strip():
                 continue
             try:
-                record = json.loads(raw.decode("utf-8"))
+                record = json.loads(raw.decode("utf-8-sig" if number == 1 else "utf-8"))
                 if not isinstance(record, dict):
                     raise TypeError(f"expected a JSON object, got {type(record).__name__}")
-            except (UnicodeDecodeError, ValueError, TypeError) as err:
-                yield Row(index, None, None, f"line {number} of {path}: {err}")
+            except (UnicodeDecodeError, ValueError, TypeError, RecursionError) as err:
+                yield Row(index, None, None, f"line {number} of {path}: {type(err).__name__}: {err}")
             else:
-                missing = [c for c in (summary_column, source_column) if c not in record]
-                error = f"line {number} of {path}: missing field(s) {missing}" if missing else None
+                problem = _field_problem(record, (summary_column, source_column))
+                error = f"line {number} of {path}: {problem}" if problem else None
                 yield Row(index, record.get(summary_column), record.get(source_column), error,
                           {k: record[k] for k in passthrough if k in record})
             index += 1
 
 
+def _field_problem(record: dict, columns: tuple[str, ...]) -> str | None:
+    """Why ``record`` has no usable text in ``columns`` (missing, null or not a string), or None."""
+    missing = [c for c in dict.fromkeys(columns) if c not in record]
+    if missing:
+        return f"missing field(s) {missing}"
+    wrong = {c: "null" if record[c] is None else type(record[c]).__name__
+             for c in dict.fromkeys(columns) if not isinstance(record[c], str)}
+    if wrong:
+        return "field(s) " + ", ".join(f"{c!r} is {kind}" for c, kind in wrong.items()) + ", expected a string"
+    return None
+
+
+def _csv_records(reader) -> Iterator[tuple[object, str | None]]:
+    """(record, None) per CSV record, or (None, error) for one the parser rejects; the parser then goes on."""
+    csv.field_size_limit(max(csv.field_size_limit(), CSV_FIELD_LIMIT))
+    while True:
+        try:
+            yield next(reader), None
+        except StopIteration:
+            return
+        except csv.Error as err:
+            yield None, str(err)
+
+
 def _csv_rows(path, summary_column, source_column, passthrough, delimiter) -> Iterator[Row]:
     with open(path, "rb") as raw_handle:
-        handle = io.TextIOWrapper(raw_handle, encoding="utf-8", errors="replace", newline="")
+        handle = io.TextIOWrapper(raw_handle, encoding="utf-8-sig", errors="replace", newline="")
         reader = csv.DictReader(handle, delimiter=delimiter)
         missing = [c for c in dict.fromkeys((summary_column, source_column)) if c not in (reader.fieldnames or [])]
         if missing:
             raise InputError(f"{path} has no column(s) {missing}; its columns are {reader.fieldnames}. "
                              "Name them with --summary-column / --source-column")
-        for index, record in enumerate(reader):
-            error = None
-            if any("\ufffd" in (record.get(c) or "") for c in (summary_column, source_column)):
-                error = f"row {index + 1} of {path} is not valid UTF-8"
-            yield Row(index, record.get(summary_column), record.get(source_column), error,
-                      {k: record[k] for k in passthrough if k in record})
+        for index, (record, parse_error) in enumerate(_csv_records(reader)):
+            where = f"row {index + 1} of {path}"
+            if parse_error:
+                yield Row(index, None, None, f"{where}: {parse_error}")
+                continue
+            error = _field_problem(record, (summary_column, source_column))  # a short row has None values
+            if error is None and any("\ufffd" in record[c] for c in (summary_column, source_column)):
+                error = "not valid UTF-8"
+            yield Row(index, record.get(summary_column), record.get(source_column),
+                      f"{where}: {error}" if error else None, {k: record[k] for k in passthrough if k in record})
 
 
 def _check_file(path) -> None:

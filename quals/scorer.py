@@ -50,6 +50,8 @@ class QualsScorer:
         self._qagen = qagen
         self._source_cache: OrderedDict[str, tuple[list[Context], int]] = OrderedDict()
         self._source_cache_size = source_cache_size
+        self.source_encodings = 0  # sources encoded (cache misses) ...
+        self.source_cache_hits = 0  # ... and sources found already encoded, for throughput reports
         fmt, cfg = self.format, self.config
         self.num_groups = cfg.num_beam_groups or fmt.num_beam_groups
         self.diversity_penalty = fmt.diversity_penalty if cfg.diversity_penalty is None else cfg.diversity_penalty
@@ -225,11 +227,15 @@ class QualsScorer:
         """
         if source in self._source_cache:
             self._source_cache.move_to_end(source)
+            self.source_cache_hits += 1
             return self._source_cache[source]
         windows = self.qagen.passage_windows(source, self.max_source_tokens, self.config.window_overlap)
         needed = len(windows)
         if self.config.long_source == "truncate":
             windows = windows[:1]
+        elif self.config.max_source_windows is not None:
+            windows = windows[: self.config.max_source_windows]
+        self.source_encodings += 1
         entry = (self._encode(windows), needed)
         self._source_cache[source] = entry
         if len(self._source_cache) > self._source_cache_size:
