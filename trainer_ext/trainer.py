@@ -37,7 +37,7 @@ from trainer_ext.callback import CandidateRegenerationCallback
 from trainer_ext.candidates import STORE_FILE, CandidateStore
 from trainer_ext.collator import ContrastiveCollator
 from trainer_ext.config import ContrastiveTrainingArguments
-from trainer_ext.datasets import DropColumnsCollator, example_ids, with_example_ids
+from trainer_ext.data import DropColumnsCollator, example_ids, with_example_ids
 from trainer_ext.losses import (
     IGNORE_INDEX,
     margin_rank_counts,
