@@ -11,7 +11,9 @@ chosen token is kept apart, so QUALS can use either. With lambda = 0 and G = 1 t
 
 Vectorisation: only the top ``G * penalty_candidates + 1`` raw candidates of each row can win once at most
 ``(G - 1) * penalty_candidates`` tokens are penalized, so the sequential loop over groups runs on those
-``[N, K]`` candidates, not on the vocabulary. All inputs of a batch decode together with the KV cache.
+``[N, K]`` candidates, not on the vocabulary. All inputs of a batch decode together with the KV cache, and a
+group that has finished leaves the batch (its rows are dropped from the cache), so later steps only pay for
+the groups still writing. fairseq keeps decoding all beams until every hypothesis is finalized.
 
 Differences from fairseq (documented in docs/parity.md): a finished group stops and no longer penalizes
 others, and groups keep their slot (fairseq repacks surviving hypotheses into freed beam slots).
@@ -26,9 +28,15 @@ import torch
 
 
 class StepDecoder(Protocol):
-    """What the search needs from a model: ``start()`` and ``step(tokens)`` both return ``[N*G, V]`` log-probs."""
+    """What the search needs from a model.
+
+    ``start()`` returns ``[N*G, V]`` log-probs; ``keep(rows)`` drops every row not in ``rows`` (positions among
+    the rows still decoding); ``step(tokens)`` feeds one token per remaining row and returns their log-probs.
+    """
 
     def start(self) -> torch.Tensor: ...
+
+    def keep(self, rows: torch.Tensor) -> None: ...
 
     def step(self, tokens: torch.Tensor) -> torch.Tensor: ...
 
@@ -77,6 +85,7 @@ def diverse_beam_search(
     k = min(vocab, g * penalty_candidates + 1)
     device = logprobs.device
 
+    decoding = torch.arange(n * g, device=device)  # flat ids of the rows still in the decoder
     finished = torch.zeros(n, g, dtype=torch.bool, device=device)  # [N, G]
     lengths = torch.zeros(n, g, dtype=torch.long, device=device)  # [N, G] tokens so far, eos included
     tokens, raw, penalized = [], [], []
@@ -113,7 +122,13 @@ def diverse_beam_search(
         finished = finished | (step_tokens == eos_token_id)
         if bool(finished.all()):
             break
-        logprobs = decoder.step(step_tokens.view(-1))
+        still = ~finished.view(-1)[decoding]  # [rows decoding]
+        if not bool(still.all()):
+            decoder.keep(still.nonzero().squeeze(1))
+            decoding = decoding[still]
+        active_logprobs = decoder.step(step_tokens.view(-1)[decoding])  # [rows decoding, V]
+        logprobs = active_logprobs.new_zeros(n * g, vocab)  # finished rows: never read (masked by `active`)
+        logprobs[decoding] = active_logprobs
 
     sequences = torch.stack(tokens, dim=-1)  # [N, G, T]
     return DiverseBeamOutput(sequences, torch.stack(raw, -1), torch.stack(penalized, -1), lengths)

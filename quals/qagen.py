@@ -196,7 +196,7 @@ class QAGenModel:
 
 
 class Stepper:
-    """Incremental decoding with the KV cache, rows ``[context 0 x G, context 1 x G, ...]``."""
+    """Incremental decoding with the KV cache, rows ``[context 0 x G, context 1 x G, ...]``; ``keep`` shrinks them."""
 
     def __init__(self, qagen: QAGenModel, contexts: list[Context], repeats: int):
         self.qagen, self.model, self.device = qagen, qagen.model, qagen.device
@@ -220,9 +220,17 @@ class Stepper:
         positions = (self.attention_mask.cumsum(-1) - 1).clamp(min=0)  # [N*G, P]: left padding aware
         return self._causal(self.prompt_ids, positions)
 
+    def keep(self, rows: torch.Tensor) -> None:
+        """Drop finished rows: keep only ``rows`` (positions among the current rows) in the cache and inputs."""
+        rows = rows.to(self.device)
+        self.cache.reorder_cache(rows)
+        self.attention_mask = self.attention_mask[rows]
+        if self.qagen.is_encoder_decoder:
+            self.encoder_hidden = self.encoder_hidden[rows]
+
     @torch.inference_mode()
     def step(self, tokens: torch.Tensor) -> torch.Tensor:
-        """Feed the chosen tokens ``[N*G]`` and return the next log-probs ``[N*G, V]``."""
+        """Feed one chosen token per current row ``[R]`` and return the next log-probs ``[R, V]``."""
         tokens = tokens.to(self.device)[:, None]  # [N*G, 1]
         if self.qagen.is_encoder_decoder:
             return self._seq2seq(tokens)

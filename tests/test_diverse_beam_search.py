@@ -16,15 +16,19 @@ class ScriptedDecoder:
 
     def __init__(self, rows, eos_first=False):
         logits = torch.tensor([-9.0, -9.0, 3.0 if eos_first else -3.0, 2.0, 1.5, 1.0])
-        self.logprobs = torch.log_softmax(logits, -1).expand(rows, -1).clone()
-        self.fed = []
+        self.logprobs = torch.log_softmax(logits, -1)
+        self.rows, self.fed = rows, []
 
     def start(self):
-        return self.logprobs.clone()
+        return self.logprobs.expand(self.rows, -1).clone()
+
+    def keep(self, rows):
+        self.rows = len(rows)
 
     def step(self, tokens):
+        assert len(tokens) == self.rows  # only rows still decoding are fed
         self.fed.append(tokens.clone())
-        return self.logprobs.clone()
+        return self.logprobs.expand(self.rows, -1).clone()
 
 
 def run(groups, penalty, n=1, min_new=1, max_new=3, eos_first=False, penalty_candidates=1):
@@ -120,3 +124,31 @@ def test_raw_logprobs_equal_teacher_forcing(random_models, arch):
         ids = out.sequences[0, g, : out.lengths[0, g]].tolist()
         forced = qagen.token_logprobs(contexts, [Target(ids)])[0]  # random models may emit specials: score as is
         assert torch.allclose(forced, out.token_logprobs[0, g, : len(ids)], atol=1e-5)
+
+
+class WithoutCompaction:
+    """Wraps a stepper but keeps decoding every row (as fairseq does), to check compaction changes nothing."""
+
+    def __init__(self, inner, rows, pad):
+        self.inner, self.rows, self.pad, self.active = inner, rows, pad, torch.arange(rows)
+
+    def start(self):
+        return self.inner.start()
+
+    def keep(self, rows):
+        self.active = self.active[rows]
+
+    def step(self, tokens):
+        full = torch.full((self.rows,), self.pad, dtype=torch.long)
+        full[self.active] = tokens
+        return self.inner.step(full)[self.active]
+
+
+def test_dropping_finished_groups_gives_identical_results(trained):
+    contexts = trained.encode([trained.passage_windows("alice visited paris on monday . the weather was warm .")[0]])
+    args = (1, 8, 0.5, 3, 12, trained.eos_id, trained.pad_id)
+    compact = diverse_beam_search(trained.stepper(contexts, 8), *args)
+    full = diverse_beam_search(WithoutCompaction(trained.stepper(contexts, 8), 8, trained.pad_id), *args)
+    assert len(set(compact.lengths[0].tolist())) > 1  # groups finished at different steps, so rows were dropped
+    assert torch.equal(compact.sequences, full.sequences)
+    assert torch.allclose(compact.token_logprobs, full.token_logprobs, atol=1e-5)
