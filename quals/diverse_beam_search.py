@@ -133,3 +133,25 @@ def diverse_beam_search(
     sequences = torch.stack(tokens, dim=-1)  # [N, G, T]
     return DiverseBeamOutput(sequences, torch.stack(raw, -1), torch.stack(penalized, -1), lengths)
 
+
+
+class KeepAllRows:
+    """Wraps a step decoder so it keeps decoding finished rows (fairseq's behaviour); results are identical.
+
+    Used by the naive reference pipeline in ``benchmarks/speed.py`` and by the tests that check compaction.
+    """
+
+    def __init__(self, inner: StepDecoder, rows: int, pad_token_id: int):
+        self.inner, self.rows, self.pad_token_id = inner, rows, pad_token_id
+        self.active = torch.arange(rows)
+
+    def start(self) -> torch.Tensor:
+        return self.inner.start()
+
+    def keep(self, rows: torch.Tensor) -> None:
+        self.active = self.active[rows.cpu()]
+
+    def step(self, tokens: torch.Tensor) -> torch.Tensor:
+        full = torch.full((self.rows,), self.pad_token_id, dtype=torch.long, device=tokens.device)
+        full[self.active.to(tokens.device)] = tokens
+        return self.inner.step(full)[self.active.to(tokens.device)]

@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from quals.diverse_beam_search import diverse_beam_search
+from quals.diverse_beam_search import KeepAllRows, diverse_beam_search
 from quals.loading import load_qagen, resolve_format
 from quals.qagen import Target
 
@@ -126,29 +126,11 @@ def test_raw_logprobs_equal_teacher_forcing(random_models, arch):
         assert torch.allclose(forced, out.token_logprobs[0, g, : len(ids)], atol=1e-5)
 
 
-class WithoutCompaction:
-    """Wraps a stepper but keeps decoding every row (as fairseq does), to check compaction changes nothing."""
-
-    def __init__(self, inner, rows, pad):
-        self.inner, self.rows, self.pad, self.active = inner, rows, pad, torch.arange(rows)
-
-    def start(self):
-        return self.inner.start()
-
-    def keep(self, rows):
-        self.active = self.active[rows]
-
-    def step(self, tokens):
-        full = torch.full((self.rows,), self.pad, dtype=torch.long)
-        full[self.active] = tokens
-        return self.inner.step(full)[self.active]
-
-
 def test_dropping_finished_groups_gives_identical_results(trained):
     contexts = trained.encode([trained.passage_windows("alice visited paris on monday . the weather was warm .")[0]])
     args = (1, 8, 0.5, 3, 12, trained.eos_id, trained.pad_id)
     compact = diverse_beam_search(trained.stepper(contexts, 8), *args)
-    full = diverse_beam_search(WithoutCompaction(trained.stepper(contexts, 8), 8, trained.pad_id), *args)
+    full = diverse_beam_search(KeepAllRows(trained.stepper(contexts, 8), 8, trained.pad_id), *args)
     assert len(set(compact.lengths[0].tolist())) > 1  # groups finished at different steps, so rows were dropped
     assert torch.equal(compact.sequences, full.sequences)
     assert torch.allclose(compact.token_logprobs, full.token_logprobs, atol=1e-5)

