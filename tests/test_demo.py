@@ -58,14 +58,23 @@ def test_scores_that_round_to_zero_are_not_shown_as_negative_zero(app):
 def test_token_chart_has_both_series_in_token_order(app):
     pair = QAPair("who visited paris ?", "bob", -1.0, -0.1, ["▁who", "▁visited", "▁the", "▁the", "</s>"],
                   source_logprobs=[-0.1, -0.2, -9.0, -0.3, -0.01], summary_logprobs=[-0.1, -0.2, -0.05, -0.3, -0.01])
-    data, order = app.token_chart_data(pair)
-    assert order == ["1 who", "2 visited", "3 the", "4 the", "5 </s>"]  # repeated tokens stay distinct
+    data = app.token_chart_data(pair)
     assert set(data["given"]) == {"source", "summary"}
     source = data[data["given"] == "source"]
-    assert source["token"].tolist() == order
+    assert source["token"].tolist() == ["1 who", "2 visited", "3 the", "4 the", "5 </s>"]  # repeats stay distinct
     assert source["probability"].tolist() == pytest.approx([math.exp(v) for v in pair.source_logprobs])
     summary = data[data["given"] == "summary"]
     assert summary["probability"].tolist() == pytest.approx([math.exp(v) for v in pair.summary_logprobs])
+    assert summary["token"].tolist() == source["token"].tolist()
+
+
+def test_token_labels_sort_in_pair_order_beyond_nine_tokens(app):
+    tokens = [f"t{i}" for i in range(12)]
+    pair = QAPair("q", "a", -1.0, -1.0, tokens, source_logprobs=[-1.0] * 12, summary_logprobs=[-1.0] * 12)
+    labels = app.token_chart_data(pair)["token"].tolist()[:12]
+    assert labels[0] == "01 t0" and labels[-1] == "12 t11"
+    assert sorted(labels) == labels  # the chart sorts its x axis by label
+    assert app.chart_update([], None) is None and app.chart_update([(1, pair)], 3) is None
 
 
 def test_empty_input_gets_a_clear_message_and_empty_tables(app):
@@ -86,7 +95,7 @@ def test_a_model_that_cannot_load_gets_a_message_not_a_traceback(app, tmp_path):
     assert str(tmp_path) in status
     assert "Traceback" not in status
     assert summary_table.empty and pair_table.empty and ranked == []
-    assert isinstance(chart, gr.LinePlot)
+    assert chart is None
 
 
 def test_model_options_prefer_the_given_folder_and_hide_the_untrained_paper_checkpoint(app, tmp_path):
@@ -126,4 +135,4 @@ def test_scoring_with_a_trained_tiny_model_ranks_the_hallucination_last(app, tra
     assert table["QUALS (difference)"].tolist() == sorted(table["QUALS (difference)"].tolist())
     assert table["#"].iloc[0] == 2 and "bob" in table["question"].iloc[0] + table["answer"].iloc[0]
     assert len(ranked) == len(table) and choice.value == 0
-    assert chart.sort == app.token_chart_data(ranked[0][1])[1]
+    assert chart.equals(app.token_chart_data(ranked[0][1]))  # the least supported pair is plotted first

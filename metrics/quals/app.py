@@ -58,6 +58,7 @@ EXAMPLES = [  # [source, summaries (one per line)]; written for this demo, not q
 EXAMPLE_LABELS = ["News: faithful vs. hallucinated (real QAGen models)", "Synthetic: swapped person",
                   "Synthetic: wrong day"]
 SUMMARY_COLUMNS = ["#", "summary", "QUALS", "QA pairs", "note"]
+CHART_COLUMNS = ["token", "given", "probability"]
 PAIR_COLUMNS = ["#", "question", "answer", "LL_source", "LL_summary", "QUALS (difference)"]
 
 
@@ -129,16 +130,18 @@ def pair_label(number: int, pair) -> str:
     return f"summary {number}: {pair.question} → {pair.answer} (QUALS {pair.quals:.2f})"
 
 
-def token_chart_data(pair) -> tuple[pd.DataFrame, list[str]]:
-    """Per-token probabilities of one QA pair given the source and given the summary, and the x-axis order.
+def token_chart_data(pair) -> pd.DataFrame:
+    """Per-token probabilities of one QA pair given the source and given the summary, one row per (token, given).
 
-    Tokens are labelled with their position, so repeated tokens stay distinct and the axis keeps the pair's order.
+    Tokens are labelled with their zero-padded position ("03 paris"), so repeated tokens stay distinct and sorting
+    the labels keeps the pair's order.
     """
-    labels = [f"{i + 1} {token.lstrip('▁Ġ') or token}" for i, token in enumerate(pair.tokens)]
+    width = len(str(len(pair.tokens)))
+    labels = [f"{i + 1:0{width}d} {token.lstrip('▁Ġ') or token}" for i, token in enumerate(pair.tokens)]
     rows = [(label, given, math.exp(logprob))
             for given, logprobs in (("source", pair.source_logprobs), ("summary", pair.summary_logprobs))
             for label, logprob in zip(labels, logprobs, strict=True)]
-    return pd.DataFrame(rows, columns=["token", "given", "probability"]), labels
+    return pd.DataFrame(rows, columns=CHART_COLUMNS)
 
 
 def status_markdown(scores: list, model_label: str) -> str:
@@ -156,16 +159,12 @@ def warning(message: str) -> str:
 
 
 # ---------------------------------------------------------------------------------------------- UI
-def empty_chart() -> gr.LinePlot:
-    return gr.LinePlot(value=pd.DataFrame(columns=["token", "given", "probability"]), title="Per-token probability")
-
-
-def chart_update(ranked: list, index: int | None) -> gr.LinePlot:
+def chart_update(ranked: list, index: int | None) -> pd.DataFrame | None:
+    """The chart's data for the pair chosen in the dropdown; ``None`` (no chart) when there is none. Never an empty
+    frame: gradio's plot would keep the empty frame's axis types and colours for every later update."""
     if not ranked or index is None or not 0 <= index < len(ranked):
-        return empty_chart()
-    number, pair = ranked[index]
-    data, order = token_chart_data(pair)
-    return gr.LinePlot(value=data, sort=order, title=f"p(token) — {pair_label(number, pair)}")
+        return None
+    return token_chart_data(ranked[index][1])
 
 
 def selected_row(event: gr.SelectData) -> int:
@@ -179,7 +178,7 @@ def run_scoring(options: dict[str, dict[str, str]], source: str, summaries_text:
     empty input, a model that cannot load and unexpected errors become a message in the status box."""
     summaries = parse_summaries(summaries_text)
     nothing = (pd.DataFrame(columns=SUMMARY_COLUMNS), pd.DataFrame(columns=PAIR_COLUMNS),
-               gr.Dropdown(choices=[], value=None), empty_chart(), [])
+               gr.Dropdown(choices=[], value=None), chart_update([], None), [])
     problem = input_problem(source, summaries)
     if problem:
         return (warning(problem), *nothing)
@@ -227,7 +226,9 @@ def build_demo(model_folder: str | None = None) -> gr.Blocks:
         pair_table = gr.Dataframe(headers=PAIR_COLUMNS, label="Kept QA pairs, least supported first (click a row "
                                   "to plot it)", interactive=False, wrap=True, elem_id="pairs-table")
         pair_choice = gr.Dropdown([], label="QA pair to plot", type="value", elem_id="pair-choice")
-        chart = gr.LinePlot(x="token", y="probability", color="given", y_lim=[0, 1], height=320,
+        chart = gr.LinePlot(x="token", y="probability", color="given", sort="x", y_lim=[0, 1], height=320,
+                            color_map={"source": "#1f77b4", "summary": "#ff7f0e"},
+                            title="Probability of each token of the chosen QA pair, given the source vs. the summary",
                             x_label_angle=-45, x_title="token of the QA pair", y_title="probability",
                             elem_id="token-chart")
         button.click(functools.partial(run_scoring, options), [source, summaries, model, max_pairs, filter_mode],
