@@ -109,6 +109,19 @@ def test_text_columns_and_remove_unused_columns(tmp_path, remove_unused_columns)
     assert metrics["eval_loss"] > 0
 
 
+@pytest.mark.parametrize("skip", [True, False])
+def test_steps_without_training_documents_leave_the_weights_alone(tmp_path, skip):
+    # round(0.05 * 8) = 0 documents selected: every batch is a zero-weight placeholder
+    trainer = make_trainer(tmp_path, num_documents=8, max_steps=2, negative_fraction=0.05, weight_decay=0.1,
+                           skip_empty_steps=skip)
+    before = trainable(trainer)
+    trainer.train()
+    assert trainer.candidate_store.selection.document_ids == []
+    unchanged = all(torch.equal(p, before[n]) for n, p in trainer.model.named_parameters())
+    assert unchanged == skip  # without skipping, AdamW's weight decay still moves the weights
+    assert trainer.empty_steps_skipped == (2 if skip else 0)
+
+
 def test_dataset_without_id_column_gets_row_ids(tmp_path):
     trainer = make_trainer(tmp_path, num_documents=8, max_steps=1,
                            dataset_fn=lambda ds: ds.remove_columns(["id", "document", "summary"]))

@@ -30,7 +30,8 @@ class ContrastiveTrainingArguments(Seq2SeqTrainingArguments):
     > Selection of S+ and S-
     selection_mode, negative_fraction, positive_fraction
     > Loss
-    loss_type, loss_label_smoothing, stable_unlikelihood, margin, length_penalty, rank_weight, mle_weight
+    loss_type, loss_label_smoothing, stable_unlikelihood, margin, length_penalty, rank_weight, mle_weight,
+    skip_empty_steps
     > Scorer
     metric_key, metric_kwargs
     """
@@ -80,6 +81,10 @@ class ContrastiveTrainingArguments(Seq2SeqTrainingArguments):
         "help": "margin_rank: sequence score = sum log p / length ** length_penalty (BRIO: 2.0)."})
     rank_weight: float = field(default=10.0, metadata={"help": "margin_rank: weight of the ranking term."})
     mle_weight: float = field(default=0.1, metadata={"help": "margin_rank: weight of the reference NLL term."})
+
+    skip_empty_steps: bool = field(default=True, metadata={
+        "help": "Skip the optimizer step when no document of the accumulated batch is in S+/S- (AdamW would still "
+                "move the weights through momentum and weight decay)."})
 
     # > Scorer
     metric_key: str | None = field(default=None, metadata={

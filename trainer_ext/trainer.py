@@ -98,6 +98,8 @@ class ContrastiveTrainer(Seq2SeqTrainer):
         self.add_callback(self.regeneration_callback)
         self._loss_components: dict[str, list[float]] = defaultdict(list)
         self._components_logged_at = 0
+        self._accumulated_batch_is_empty = False
+        self.empty_steps_skipped = 0
 
     # ------------------------------------------------------------------ data
     def _set_signature_columns_if_needed(self):
@@ -127,6 +129,26 @@ class ContrastiveTrainer(Seq2SeqTrainer):
             references.append(row[args.summary_column] if args.summary_column else tokenizer.decode(
                 [t for t in row["labels"] if t != IGNORE_INDEX], skip_special_tokens=True))
         return inputs, sources, references
+
+    def create_optimizer(self, model=None):
+        """The stock optimizer, whose ``step`` is skipped when no document of the accumulated batch trains.
+
+        Such a batch has a zero gradient, but AdamW would still move the weights (momentum, weight decay); the paper
+        trains on S+/S- documents only, so these steps do not exist there (``skip_empty_steps=False`` keeps them).
+        """
+        optimizer = super().create_optimizer(model)
+        if self.args.skip_empty_steps and not getattr(optimizer, "_conseq_skips_empty_steps", False):
+            step = optimizer.step
+
+            def step_unless_empty(*args, **kwargs):
+                if self._accumulated_batch_is_empty:
+                    self.empty_steps_skipped += 1
+                    return None
+                return step(*args, **kwargs)
+
+            optimizer.step = step_unless_empty
+            optimizer._conseq_skips_empty_steps = True
+        return optimizer
 
     # ------------------------------------------------------------------ loss
     def _get_num_items_in_batch(self, batch_samples, device):
@@ -171,6 +193,9 @@ class ContrastiveTrainer(Seq2SeqTrainer):
         counts = None
         if isinstance(num_items_in_batch, dict):
             counts, scale = num_items_in_batch["counts"], num_items_in_batch["num_processes"]
+            # every rank sees the same (global) counts, so every rank agrees on skipping the optimizer step
+            agreed = scale == self.accelerator.num_processes
+            self._accumulated_batch_is_empty = agreed and all(int(c) == 0 for c in counts.values())
         loss, components = parts.combine(counts)
         loss = loss * scale  # DDP averages gradients over ranks; the counts were summed over ranks
         for name, value in components.items():
