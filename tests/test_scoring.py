@@ -166,3 +166,12 @@ def test_summary_without_surviving_pairs_is_unscored_not_a_sentinel(trained_qage
     scorer = QualsScorer(model=trained_qagen_path, device="cpu", show_progress=False)
     result = scorer.score(["the the the"], [SOURCE])[0]
     assert result.quals is None and result.error == "no QA pair survived filtering"
+
+
+@pytest.mark.parametrize("dtype", ["bfloat16", "float16"])
+def test_reduced_precision_agrees_with_float32(trained_qagen_path, dtype):
+    reference = QualsScorer(model=trained_qagen_path, device="cpu", show_progress=False).quals(SUMMARIES[:2],
+                                                                                             [SOURCE] * 2)
+    reduced = QualsScorer(model=trained_qagen_path, device="cpu", dtype=dtype, show_progress=False)
+    assert reduced.load().model.dtype == getattr(torch, dtype)
+    assert reduced.quals(SUMMARIES[:2], [SOURCE] * 2) == pytest.approx(reference, abs=0.02)
