@@ -91,7 +91,7 @@ def test_a_model_that_cannot_load_gets_a_message_not_a_traceback(app, tmp_path):
     options = {"broken": {"model": str(tmp_path)}}  # an empty folder: no config, no weights
     status, summary_table, pair_table, _, chart, ranked = app.run_scoring(
         options, "alice visited paris .", "alice visited paris .", "broken", 10, "strict")
-    assert status.startswith("⚠️ The QAGen model could not be loaded.")
+    assert status.startswith("⚠️ Could not load the QAGen model")
     assert str(tmp_path) in status
     assert "Traceback" not in status
     assert summary_table.empty and pair_table.empty and ranked == []

@@ -185,7 +185,7 @@ def run_scoring(options: dict[str, dict[str, str]], source: str, summaries_text:
     try:
         scores = score_summaries(source, summaries, options[model_label], max_pairs, filter_mode)
     except quals.loading.ModelLoadError as err:
-        return (warning(f"The QAGen model could not be loaded. {err}"), *nothing)
+        return (warning(str(err)), *nothing)  # "Could not load the QAGen model ...: <why>. <what to do>"
     except Exception as err:  # the UI shows a message; the traceback goes to the server log
         logger.exception("QUALS scoring failed")
         return (warning(f"Scoring failed: {type(err).__name__}: {err}"), *nothing)
@@ -232,9 +232,9 @@ def build_demo(model_folder: str | None = None) -> gr.Blocks:
                             x_label_angle=-45, x_title="token of the QA pair", y_title="probability",
                             elem_id="token-chart")
         button.click(functools.partial(run_scoring, options), [source, summaries, model, max_pairs, filter_mode],
-                     [status, summary_table, pair_table, pair_choice, chart, ranked_state])
-        pair_table.select(selected_row, None, pair_choice)
-        pair_choice.change(chart_update, [ranked_state, pair_choice], chart)
+                     [status, summary_table, pair_table, pair_choice, chart, ranked_state], api_name="score")
+        pair_table.select(selected_row, None, pair_choice, api_visibility="private")
+        pair_choice.change(chart_update, [ranked_state, pair_choice], chart, api_visibility="private")
     return demo
 
 
