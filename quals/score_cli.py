@@ -87,7 +87,7 @@ def config_from_args(args: argparse.Namespace, parity: bool = False) -> QualsCon
 
 def run(args: argparse.Namespace) -> int:
     process = current_process()
-    sharded = process.world_size > 1 or args.out.endswith(("/", os.sep)) or Path(args.out).is_dir()
+    sharded = args.out.endswith(("/", os.sep)) or Path(args.out).is_dir()
     try:
         if process.world_size > 1 and not sharded:
             raise InputError("several processes need a directory --out (e.g. --out scores/), not a file")
@@ -275,7 +275,7 @@ class ScoreTally:
         values = self.values
         lines = [f"{'summaries':<22}{self.rows}", f"{'scored':<22}{len(values)}",
                  f"{'unscored':<22}{self.rows - len(values)}"]
-        lines += [f"  {reason:<20}{count}" for reason, count in sorted(self.reasons.items())]
+        lines += [f"  {reason + ' ':<20}{count}" for reason, count in sorted(self.reasons.items())]
         if values:
             spread = f"{min(values):.4f} / {statistics.median(values):.4f} / {max(values):.4f}"
             lines += [f"{'mean QUALS':<22}{statistics.fmean(values):.4f}",
