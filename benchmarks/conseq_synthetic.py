@@ -1,8 +1,13 @@
 """CONSEQ on a synthetic summarization task with known facts (a benchmark, not a test).
 
 The world: templated news "PERSON visited CITY on DAY ." plus filler sentences (``quals.testing.SyntheticWorld``).
-The reference summary is the fact sentence; in a share of the *training* references (``--corrupt``, default 30 %)
-one entity is swapped for another of its kind, i.e. the reference hallucinates. Held-out references are clean.
+The reference summary is the fact sentence. Two kinds of hallucinated training references, as in XSum:
+
+- extrinsic (``--no-day``, default 40 % of documents): the document does not say when ("PERSON visited CITY ."),
+  yet ``--invent-day`` (default 60 %) of their references still name a day, which the model learns to invent;
+- intrinsic (``--corrupt``, default 10 %): one entity of the reference is swapped for another of its kind.
+
+Held-out references are faithful (no invented day, no swap).
 
 1. MLE: a tiny BART summarizer trained with the stock ``Seq2SeqTrainer``;
 2. CONSEQ-QUALS: the same script with ``ContrastiveTrainer`` + ``QualsScorer`` (a tiny QAGen trained on the same
@@ -42,15 +47,23 @@ ENTITIES = set(PEOPLE) | set(CITIES) | set(DAYS)
 FIELDS = ("person", "city", "day")
 
 
-def build_split(world: SyntheticWorld, count: int, corrupt: float, prefix: str) -> list[dict]:
+def build_split(world: SyntheticWorld, count: int, no_day: float, invent_day: float, corrupt: float, prefix: str
+                ) -> list[dict]:
     rows = []
     for i in range(count):
         fact = world.fact()
         document = world.document(fact, filler=2)
-        hallucinated = world.rng.random() < corrupt
-        said = world.corrupt(fact, world.rng.choice(FIELDS)) if hallucinated else fact
-        rows.append({"id": f"{prefix}-{i}", "document": document, "summary": world.sentence(said),
-                     "hallucinated_reference": hallucinated})
+        dayless = world.rng.random() < no_day
+        swapped = world.rng.random() < corrupt
+        said = world.corrupt(fact, world.rng.choice(FIELDS)) if swapped else fact
+        summary = world.sentence(said)
+        invented = dayless and world.rng.random() < invent_day
+        if dayless:
+            document = document.replace(f" on {fact.day} .", " .", 1)
+            if not invented:
+                summary = summary.replace(f" on {said.day} .", " .")
+        rows.append({"id": f"{prefix}-{i}", "document": document, "summary": summary,
+                     "hallucinated_reference": swapped or invented})
     return rows
 
 
@@ -103,11 +116,15 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--train-docs", type=int, default=600)
     parser.add_argument("--eval-docs", type=int, default=300)
-    parser.add_argument("--corrupt", type=float, default=0.3, help="share of training references that hallucinate")
+    parser.add_argument("--no-day", type=float, default=0.4, help="share of documents that do not name the day")
+    parser.add_argument("--invent-day", type=float, default=0.6,
+                        help="share of those whose training reference names a day anyway")
+    parser.add_argument("--corrupt", type=float, default=0.1, help="share of training references with a swapped "
+                                                                   "entity")
     parser.add_argument("--mle-epochs", type=int, default=12)
     parser.add_argument("--mle-lr", type=float, default=1e-3)
     parser.add_argument("--conseq-epochs", type=int, default=3)
-    parser.add_argument("--conseq-lr", type=float, default=3e-4)
+    parser.add_argument("--conseq-lr", type=float, default=1e-4)
     parser.add_argument("--num-candidates", type=int, default=6)
     parser.add_argument("--qagen", type=Path, default=None, help="tiny QAGen folder (trained here if absent)")
     parser.add_argument("--threads", type=int, default=2)
@@ -120,8 +137,8 @@ def main() -> None:
 
     world = SyntheticWorld(args.seed + 1)
     tokenizer = word_tokenizer()
-    train_rows = build_split(world, args.train_docs, args.corrupt, "train")
-    eval_rows = build_split(world, args.eval_docs, 0.0, "eval")
+    train_rows = build_split(world, args.train_docs, args.no_day, args.invent_day, args.corrupt, "train")
+    eval_rows = build_split(world, args.eval_docs, args.no_day, 0.0, 0.0, "eval")
     train = tokenize(train_rows, tokenizer)
     collator = DataCollatorForSeq2Seq(tokenizer)
 
@@ -141,14 +158,16 @@ def main() -> None:
     qagen = args.qagen or args.work_dir / "qagen"
     if not (Path(qagen) / "config.json").exists():
         train_tiny_qagen(qagen, seed=args.seed)
-    scorers = {"CONSEQ-QUALS": (QualsScorer(model=str(qagen), device="cpu", show_progress=False), 0.3),
-               "CONSEQ-ROUGE": (RougeScorer(), 1.0)}
+    quals = QualsScorer(model=str(qagen), device="cpu", show_progress=False)
+    variants = {"CONSEQ-QUALS": (quals, 0.3, "all"), "CONSEQ-QUALS-novel": (quals, 0.3, "novel"),
+                "CONSEQ-ROUGE": (RougeScorer(), 1.0, "all")}
     rounds = {}
-    for name, (scorer, positive_fraction) in scorers.items():
+    for name, (scorer, positive_fraction, unlikelihood_tokens) in variants.items():
         conseq_args = ContrastiveTrainingArguments(
             **common_args(args.work_dir, name, args.conseq_epochs, args.conseq_lr, 16, args.seed),
             num_candidates=args.num_candidates, generation_max_length=12, negative_fraction=0.3,
-            positive_fraction=positive_fraction, source_column="document", summary_column="summary")
+            positive_fraction=positive_fraction, source_column="document", summary_column="summary",
+            unlikelihood_tokens=unlikelihood_tokens)
         trainer = ContrastiveTrainer(model=copy.deepcopy(mle_model), args=conseq_args, train_dataset=train,
                                      processing_class=tokenizer, scorer=scorer)
         trainer.train()
@@ -172,10 +191,10 @@ def main() -> None:
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(report, indent=2))
 
-    print(f"\n{'model':<14} {'halluc. greedy':>15} {'ROUGE-L greedy':>15} {'halluc. sampled':>16} "
+    print(f"\n{'model':<20} {'halluc. greedy':>15} {'ROUGE-L greedy':>15} {'halluc. sampled':>16} "
           f"{'ROUGE-L sampled':>16}")
     for name, result in results.items():
-        print(f"{name:<14} {result['greedy']['hallucination_share']:>15.3f} {result['greedy']['rougeL']:>15.3f} "
+        print(f"{name:<20} {result['greedy']['hallucination_share']:>15.3f} {result['greedy']['rougeL']:>15.3f} "
               f"{result['sampled']['hallucination_share']:>16.3f} {result['sampled']['rougeL']:>16.3f}")
     print(f"one QUALS regeneration round = {report['quals_regeneration_over_mle_epoch']:.2f} x one MLE epoch "
           f"({report['quals_regeneration_seconds_mean']:.1f} s vs {mle_epoch_seconds:.1f} s)")

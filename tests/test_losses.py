@@ -180,3 +180,14 @@ def test_selection_rejects_bad_arguments():
         select_contrastive_sets({"a": [0.1]}, {"a": 0.1}, negative_fraction=0.0)
     with pytest.raises(ValueError, match="mode"):
         select_contrastive_sets({"a": [0.1]}, {"a": 0.1}, mode="both")
+
+
+def test_negative_token_mask_limits_the_penalty_but_not_the_normalizer():
+    probs = [[[0.5, 0.4, 0.1], [0.3, 0.1, 0.6]]]  # one negative row, 2 tokens
+    labels, negative = torch.tensor([[1, 2]]), torch.tensor([True])
+    everything = unlikelihood_loss(_log_probs(probs), labels, negative, epsilon=0.0)
+    novel_only = unlikelihood_loss(_log_probs(probs), labels, negative, epsilon=0.0,
+                                   negative_token_mask=torch.tensor([[False, True]]))
+    assert int(novel_only.counts["tokens"]) == int(everything.counts["tokens"]) == 2
+    assert novel_only.combine()[0].item() == pytest.approx(-math.log(1 - 0.6) / 2, rel=1e-5)
+    assert everything.combine()[0].item() == pytest.approx((-math.log(1 - 0.4) - math.log(1 - 0.6)) / 2, rel=1e-5)

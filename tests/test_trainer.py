@@ -129,6 +129,20 @@ def test_dataset_without_id_column_gets_row_ids(tmp_path):
     assert sorted(trainer.candidate_store.documents, key=int) == [str(i) for i in range(8)]
 
 
+def test_novel_unlikelihood_tokens_mask_only_tokens_absent_from_the_source(tmp_path):
+    trainer = make_trainer(tmp_path, num_documents=8, max_steps=1, unlikelihood_tokens="novel")
+    trainer.train()
+    features = [{k: trainer.train_dataset[i][k] for k in ("id", "input_ids", "attention_mask", "labels")}
+                for i in range(4)]
+    batch = trainer.contrastive_collator(features)
+    for row in range(batch["labels"].size(0)):
+        source = set(batch["input_ids"][batch["row_document"][row]].tolist())
+        for token, masked in zip(batch["labels"][row].tolist(), batch["negative_token_mask"][row].tolist(),
+                                 strict=True):
+            expected = bool(batch["is_negative"][row]) and token != -100 and token not in source
+            assert masked == expected
+
+
 def test_margin_rank_loss_trains_and_logs_its_parts(tmp_path):
     trainer = make_trainer(tmp_path, num_documents=8, max_steps=2, loss_type="margin_rank")
     trainer.train()
@@ -160,6 +174,21 @@ def test_lora_trains_only_adapter_weights_and_saves_an_adapter(tmp_path):
         batch = tokenizer(["alice visited rome on monday ."], return_tensors="pt")
         expected = trainer.model(**batch, decoder_input_ids=batch["input_ids"]).logits
         assert torch.allclose(merged(**batch, decoder_input_ids=batch["input_ids"]).logits, expected, atol=1e-5)
+
+
+def test_lora_with_activation_checkpointing(tmp_path):
+    peft = pytest.importorskip("peft")
+    from trainer_ext._compat import is_activation_checkpointing
+
+    model, tokenizer, dataset = tiny_summarization_task(8)
+    trainer = ContrastiveTrainer(model=model, args=make_args(tmp_path, max_steps=2, activation_checkpointing=True),
+                                 train_dataset=dataset, processing_class=tokenizer, scorer=word_overlap_scorer,
+                                 peft_config=peft.LoraConfig(task_type="SEQ_2_SEQ_LM", r=4,
+                                                             target_modules=["q_proj", "v_proj"]))
+    trainer.train()  # without enable_input_require_grads, backward fails: "does not require grad"
+    assert trainer.candidate_store.round == 1
+    assert is_activation_checkpointing(trainer.model)  # switched off for generation, back on afterwards
+    assert all(h["loss"] > 0 for h in train_logs(trainer))
 
 
 def test_peft_config_type_is_checked(tmp_path):

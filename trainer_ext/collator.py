@@ -22,6 +22,8 @@ Output (``D`` documents kept, ``R`` rows, ``S``/``T`` source/target lengths, ``C
 | ``row_document``    | ``[R]``   | index of the row's document in ``input_ids``            |
 | ``row_weight``      | ``[R]``   | 1.0, or 0.0 for the placeholder row                     |
 | ``is_negative``     | ``[R]``   | unlikelihood: row is in S-                              |
+| ``negative_token_`` | ``[R,T]`` | unlikelihood, ``unlikelihood_tokens="novel"`` only:     |
+| ``mask``            |           | S- tokens absent from the source                        |
 | ``is_reference``    | ``[R]``   | margin_rank: reference row (MLE term)                   |
 | ``candidate_index`` | ``[R]``   | margin_rank: ``d * C + rank`` in the score grid, or -1  |
 | ``candidate_mask``  | ``[D,C]`` | margin_rank: which grid cells hold a candidate          |
@@ -53,9 +55,10 @@ class ContrastiveCollator:
     """Builds contrastive batches from dataset features (``input_ids``, ``labels``, the id column) and the store."""
 
     def __init__(self, store: CandidateStore, tokenizer, id_column: str = "id", loss_type: str = "unlikelihood",
-                 num_candidates: int = 6, pad_to_multiple_of: int | None = None):
+                 num_candidates: int = 6, pad_to_multiple_of: int | None = None, unlikelihood_tokens: str = "all"):
         self.store, self.tokenizer, self.id_column = store, tokenizer, id_column
         self.loss_type, self.num_candidates, self.pad_to_multiple_of = loss_type, num_candidates, pad_to_multiple_of
+        self.unlikelihood_tokens = unlikelihood_tokens
 
     def __call__(self, features: list[dict]) -> dict[str, torch.Tensor]:
         documents: list[dict] = []
@@ -115,6 +118,11 @@ class ContrastiveCollator:
                      row_weight=torch.tensor([row.weight for row in rows]))
         if self.loss_type == "unlikelihood":
             batch["is_negative"] = torch.tensor([row.negative for row in rows])
+            if self.unlikelihood_tokens == "novel":  # penalize only S- tokens that the source does not contain
+                source_tokens = [set(d["input_ids"]) for d in documents]
+                batch["negative_token_mask"] = torch.tensor(
+                    [[row.negative and t not in source_tokens[row.document] for t in row.labels]
+                     + [False] * (width - len(row.labels)) for row in rows])  # [R, T]
         else:
             batch["is_reference"] = torch.tensor([row.reference for row in rows])
             batch["candidate_index"] = torch.tensor([row.candidate_index for row in rows])

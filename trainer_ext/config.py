@@ -30,8 +30,8 @@ class ContrastiveTrainingArguments(Seq2SeqTrainingArguments):
     > Selection of S+ and S-
     selection_mode, negative_fraction, positive_fraction
     > Loss
-    loss_type, loss_label_smoothing, stable_unlikelihood, margin, length_penalty, rank_weight, mle_weight,
-    skip_empty_steps
+    loss_type, loss_label_smoothing, stable_unlikelihood, unlikelihood_tokens, margin, length_penalty, rank_weight,
+    mle_weight, skip_empty_steps
     > Scorer
     metric_key, metric_kwargs
     """
@@ -76,6 +76,9 @@ class ContrastiveTrainingArguments(Seq2SeqTrainingArguments):
         "help": "Label smoothing epsilon of the NLL and unlikelihood terms (the paper: 0.1)."})
     stable_unlikelihood: bool = field(default=True, metadata={
         "help": "Compute log(1 - p) stably (log1mexp); False uses the paper's log(clamp(1 - p, 1e-20))."})
+    unlikelihood_tokens: Literal["all", "novel"] = field(default="all", metadata={
+        "help": "S- tokens that get the unlikelihood term: all (the paper) or novel, i.e. only tokens absent from "
+                "the source (spares the correct tokens a negative shares with its reference)."})
     margin: float = field(default=0.001, metadata={"help": "margin_rank: margin per rank gap (BRIO: 0.001)."})
     length_penalty: float = field(default=2.0, metadata={
         "help": "margin_rank: sequence score = sum log p / length ** length_penalty (BRIO: 2.0)."})
@@ -104,6 +107,8 @@ class ContrastiveTrainingArguments(Seq2SeqTrainingArguments):
             raise ValueError("loss_type='margin_rank' ranks candidates: num_candidates must be >= 2")
         if self.loss_type not in ("unlikelihood", "margin_rank"):
             raise ValueError(f"loss_type must be 'unlikelihood' or 'margin_rank', got {self.loss_type!r}")
+        if self.unlikelihood_tokens not in ("all", "novel"):
+            raise ValueError(f"unlikelihood_tokens must be 'all' or 'novel', got {self.unlikelihood_tokens!r}")
         if self.selection_mode not in ("paired", "unpaired"):
             raise ValueError(f"selection_mode must be 'paired' or 'unpaired', got {self.selection_mode!r}")
         if self.regenerate_every_epochs < 0:

@@ -105,8 +105,8 @@ def label_smoothed_token_losses(log_probs: torch.Tensor, labels: torch.Tensor, e
 
 
 def unlikelihood_loss(log_probs: torch.Tensor, labels: torch.Tensor, is_negative: torch.Tensor,
-                      row_weight: torch.Tensor | None = None, epsilon: float = 0.1, stable: bool = True
-                      ) -> LossParts:
+                      row_weight: torch.Tensor | None = None, epsilon: float = 0.1, stable: bool = True,
+                      negative_token_mask: torch.Tensor | None = None) -> LossParts:
     """CONSEQ (the paper): label-smoothed NLL on S+ rows, token-level unlikelihood on S- rows.
 
     The total is ``(sum of positive token losses + sum of negative token losses) / (N+ + N-)``, with ``N+``/``N-``
@@ -119,6 +119,9 @@ def unlikelihood_loss(log_probs: torch.Tensor, labels: torch.Tensor, is_negative
     | ``labels``      | ``[R,T]``   | ``-100`` = padding                   |
     | ``is_negative`` | ``[R]``     | bool                                 |
     | ``row_weight``  | ``[R]``     | optional, 0 removes a row entirely   |
+    | ``negative_     | ``[R,T]``   | optional, bool: which tokens of S-   |
+    | token_mask``    |             | rows get the unlikelihood term (all  |
+    |                 |             | by default, as in the paper)         |
     +-----------------+-------------+--------------------------------------+
 
     Returns ``LossParts`` with terms ``positive`` and ``negative`` both normalized by count ``tokens``.
@@ -134,6 +137,8 @@ def unlikelihood_loss(log_probs: torch.Tensor, labels: torch.Tensor, is_negative
     weight = row_weight.to(log_probs.dtype).unsqueeze(-1)  # [R, 1]
     labels_pos = labels.masked_fill(negative.unsqueeze(-1), IGNORE_INDEX)  # [R, T]
     labels_neg = labels.masked_fill(~negative.unsqueeze(-1), IGNORE_INDEX)  # [R, T]
+    if negative_token_mask is not None:  # the normalizer still counts every token, so only the penalty changes
+        labels_neg = labels_neg.masked_fill(~negative_token_mask.bool(), IGNORE_INDEX)
     positive_sum = (label_smoothed_token_losses(log_probs, labels_pos, epsilon) * weight).sum()
     negative_sum = (label_smoothed_token_losses(log_probs, labels_neg, epsilon, True, stable) * weight).sum()
     return LossParts(terms={"positive": (positive_sum, "tokens"), "negative": (negative_sum, "tokens")},

@@ -93,7 +93,7 @@ class ContrastiveTrainer(Seq2SeqTrainer):
         self.candidate_store = CandidateStore()
         self.contrastive_collator = ContrastiveCollator(
             self.candidate_store, processing_class, args.id_column, args.loss_type, args.num_candidates,
-            getattr(base_collator, "pad_to_multiple_of", None))
+            getattr(base_collator, "pad_to_multiple_of", None), args.unlikelihood_tokens)
         self.regeneration_callback = CandidateRegenerationCallback(trainer=self)
         self.add_callback(self.regeneration_callback)
         self._loss_components: dict[str, list[float]] = defaultdict(list)
@@ -184,7 +184,8 @@ class ContrastiveTrainer(Seq2SeqTrainer):
         args = self.args
         if args.loss_type == "unlikelihood":
             parts = unlikelihood_loss(log_probs, labels, inputs["is_negative"], inputs["row_weight"],
-                                      args.loss_label_smoothing, args.stable_unlikelihood)
+                                      args.loss_label_smoothing, args.stable_unlikelihood,
+                                      inputs.get("negative_token_mask"))
         else:
             parts = margin_rank_mle_loss(log_probs, labels, inputs["is_reference"], inputs["candidate_index"],
                                          inputs["candidate_mask"], args.margin, args.length_penalty,
