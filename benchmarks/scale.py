@@ -2,6 +2,7 @@
 
     python benchmarks/scale.py                      # 1k, 10k, 50k summaries (~15 min on one core)
     python benchmarks/scale.py --sizes 1000 5000    # quicker
+    python benchmarks/scale.py --sizes              # part 2 only (keeps part 1 of an earlier results file)
 
 Part 1 runs ``quals score --input corpus.jsonl --out DIR/`` (the resumable corpus mode) in a fresh process per
 corpus size and reads that process's peak resident memory: it must stay flat as the corpus grows, because rows
@@ -77,20 +78,35 @@ def measure_reuse(corpus: Path, model: Path, block_size: int, cache_size: int) -
     torch.set_num_threads(1)
     scorer = QualsScorer(model=str(model), device="cpu", show_progress=False, num_beam_groups=2, max_new_tokens=8,
                          source_cache_size=cache_size)
-    scorer.load()
+    qagen = scorer.load()
+    encoder_seconds = [0.0]
+    encode = qagen.encode
+
+    def timed_encode(*args, **kwargs):  # the encoder time of sources and summaries, which reuse saves on
+        started = time.perf_counter()
+        try:
+            return encode(*args, **kwargs)
+        finally:
+            encoder_seconds[0] += time.perf_counter() - started
+
+    qagen.encode = timed_encode
     rows, scored = read_rows(str(corpus)), 0
     started = time.perf_counter()
-    while block := list(islice(rows, block_size)):
-        scored += len(score_block(scorer, block, explain=False, chunk_size=64))
+    try:
+        while block := list(islice(rows, block_size)):
+            scored += len(score_block(scorer, block, explain=False, chunk_size=64))
+    finally:
+        qagen.encode = encode
     seconds = time.perf_counter() - started
     return {"block_size": block_size, "source_cache_size": cache_size, "rows": scored,
             "source_encodings": scorer.source_encodings, "source_cache_hits": scorer.source_cache_hits,
-            "seconds": round(seconds, 1), "summaries_per_s": round(scored / seconds, 1)}
+            "encoder_seconds": round(encoder_seconds[0], 2), "seconds": round(seconds, 1),
+            "summaries_per_s": round(scored / seconds, 1)}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--sizes", type=int, nargs="+", default=[1000, 10000, 50000])
+    parser.add_argument("--sizes", type=int, nargs="*", default=[1000, 10000, 50000])
     parser.add_argument("--documents", type=int, default=400, help="Documents of the K-candidates file.")
     parser.add_argument("--candidates", type=int, default=7, help="K: candidate summaries per document.")
     parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "scale.json"))
@@ -114,7 +130,8 @@ def main() -> None:
 
         k, docs = args.candidates, args.documents
         print(f"\n{docs} documents x {k} candidates ({docs * k} rows), documents of 2 x 6 sentences")
-        print(f"{'layout':<10} {'block':>6} {'cache':>6} {'encodings':>10} {'hits':>6} {'seconds':>8} {'summ/s':>8}")
+        print(f"{'layout':<10} {'block':>6} {'cache':>6} {'encodings':>10} {'hits':>6} {'encoder s':>10} "
+              f"{'seconds':>8} {'summ/s':>8}")
         for spread in (False, True):
             corpus = write_corpus(tmp / f"k-{spread}.jsonl", docs, k, spread=spread, filler=5)
             layout = "spread" if spread else "adjacent"
@@ -122,7 +139,10 @@ def main() -> None:
                 row = {"layout": layout, **measure_reuse(corpus, model, block_size, cache_size)}
                 results["source_reuse"].append(row)
                 print(f"{layout:<10} {block_size:>6} {cache_size:>6} {row['source_encodings']:>10} "
-                      f"{row['source_cache_hits']:>6} {row['seconds']:>8} {row['summaries_per_s']:>8}", flush=True)
+                      f"{row['source_cache_hits']:>6} {row['encoder_seconds']:>10} {row['seconds']:>8} "
+                      f"{row['summaries_per_s']:>8}", flush=True)
+    if not args.sizes and Path(args.out).exists():  # only part 2 was run: keep part 1 of the earlier results
+        results["corpus_growth"] = json.loads(Path(args.out).read_text(encoding="utf-8"))["corpus_growth"]
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
     print(f"\nwrote {args.out}")

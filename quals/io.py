@@ -146,13 +146,19 @@ def _csv_records(reader) -> Iterator[tuple[object, str | None]]:
 
 
 def _csv_rows(path, summary_column, source_column, passthrough, delimiter) -> Iterator[Row]:
-    with open(path, "rb") as raw_handle:
-        handle = io.TextIOWrapper(raw_handle, encoding="utf-8-sig", errors="replace", newline="")
-        reader = csv.DictReader(handle, delimiter=delimiter)
-        missing = [c for c in dict.fromkeys((summary_column, source_column)) if c not in (reader.fieldnames or [])]
-        if missing:
-            raise InputError(f"{path} has no column(s) {missing}; its columns are {reader.fieldnames}. "
-                             "Name them with --summary-column / --source-column")
+    """Checks the header now (a missing column is an ``InputError`` before any scoring), then streams rows."""
+    handle = io.TextIOWrapper(open(path, "rb"), encoding="utf-8-sig", errors="replace", newline="")  # noqa: SIM115
+    reader = csv.DictReader(handle, delimiter=delimiter)
+    missing = [c for c in dict.fromkeys((summary_column, source_column)) if c not in (reader.fieldnames or [])]
+    if missing:
+        handle.close()
+        raise InputError(f"{path} has no column(s) {missing}; its columns are {reader.fieldnames}. "
+                         "Name them with --summary-column / --source-column")
+    return _csv_stream(path, handle, reader, summary_column, source_column, passthrough)
+
+
+def _csv_stream(path, handle, reader, summary_column, source_column, passthrough) -> Iterator[Row]:
+    with handle:
         for index, (record, parse_error) in enumerate(_csv_records(reader)):
             where = f"row {index + 1} of {path}"
             if parse_error:

@@ -101,7 +101,11 @@ def run(args: argparse.Namespace) -> int:
         return 2
     from quals.scorer import QualsScorer  # heavy import after argument checks
 
-    scorer = QualsScorer(config, show_progress=False, source_cache_size=args.source_cache_size)
+    try:
+        scorer = QualsScorer(config, show_progress=False, source_cache_size=args.source_cache_size)
+    except (ValueError, KeyError) as err:  # an unknown preset, or settings the format cannot honour
+        print(f"quals score: error: {err}", file=sys.stderr)
+        return 2
     return _run_sharded(args, scorer, rows, process) if sharded else _run_single_file(args, scorer, rows)
 
 
@@ -135,6 +139,7 @@ def _run_single_file(args: argparse.Namespace, scorer, rows: Iterator[Row]) -> i
             out.close()
     if bad_rows and args.out != "-":
         write_error_report(Path(args.out), bad_rows)
+    print(f"quals score: {_reuse(scorer)}", file=sys.stderr)
     print(tally.table(time.perf_counter() - started), file=sys.stderr)
     return 1 if bad_rows else 0
 
@@ -169,7 +174,8 @@ def _run_sharded(args: argparse.Namespace, scorer, rows: Iterator[Row], process:
             os.fsync(out.fileno())
     shutdown()
     seconds = time.perf_counter() - started
-    print(f"quals score: rank {process.rank} scored {plan.rows_in(blocks)} row(s) in {seconds:.1f} s", file=sys.stderr)
+    print(f"quals score: rank {process.rank} scored {plan.rows_in(blocks)} row(s) in {seconds:.1f} s; "
+          f"{_reuse(scorer)}", file=sys.stderr)
     if not directory.is_complete():  # another rank is still scoring: the last one to finish merges
         return 0
     tally = ScoreTally()
@@ -179,6 +185,11 @@ def _run_sharded(args: argparse.Namespace, scorer, rows: Iterator[Row], process:
         print(f"quals score: {unreadable} row(s) could not be read; see {directory.errors_path}", file=sys.stderr)
     print(tally.table(), file=sys.stderr)
     return 1 if unreadable and process.world_size == 1 else 0
+
+
+def _reuse(scorer) -> str:
+    return (f"{scorer.source_encodings} source(s) encoded, {scorer.source_cache_hits} found in the source cache "
+            "(sources shared within one engine call are encoded once and not counted as cache hits)")
 
 
 def run_identity(args: argparse.Namespace, scorer) -> dict:
