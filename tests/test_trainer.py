@@ -10,6 +10,15 @@ from trainer_ext.candidates import STORE_FILE, CandidateStore
 from trainer_ext.testing import tiny_summarization_task, word_overlap_scorer
 
 
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Tiny models on a shared 2-core machine run faster on one thread (no oversubscription)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 def make_args(tmp_path, **overrides):
     settings = {"output_dir": str(tmp_path / "out"), "per_device_train_batch_size": 4, "per_device_eval_batch_size": 8,
                 "num_train_epochs": 1, "learning_rate": 1e-3, "report_to": "none", "logging_steps": 1,
@@ -326,19 +335,11 @@ class Overlap(evaluate.Metric):
     assert score(["alice visited rome", "bob"], ["alice visited oslo", "carol"], ["r", "r"]) == [2 / 3, 0.0]
 
 
-@pytest.fixture(scope="session")
-def tiny_qagen(tmp_path_factory):
-    from quals.testing import train_tiny_qagen
-
-    torch.set_num_threads(max(torch.get_num_threads(), 1))
-    return train_tiny_qagen(tmp_path_factory.mktemp("qagen") / "qagen")
-
-
 @pytest.mark.slow
-def test_quals_scorer_drives_selection_and_stays_off_the_optimizer(tmp_path, tiny_qagen):
+def test_quals_scorer_drives_selection_and_stays_off_the_optimizer(tmp_path, trained_qagen_path):
     from quals import QualsScorer
 
-    scorer = QualsScorer(model=str(tiny_qagen), device="cpu", show_progress=False)
+    scorer = QualsScorer(model=trained_qagen_path, device="cpu", show_progress=False)
     trainer = make_trainer(tmp_path, num_documents=8, scorer=scorer, max_steps=2, negative_fraction=0.5,
                            positive_fraction=0.5)
     trainer.train()
