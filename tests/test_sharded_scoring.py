@@ -100,6 +100,7 @@ def test_killed_run_restarts_where_it_stopped_and_ends_as_an_uninterrupted_run(t
     assert len(rescored) == 120 - done_before < 120  # the restart scored less than the whole (one) shard
 
 
+@pytest.mark.slow
 def test_restart_with_other_settings_or_input_is_refused(tmp_path, model, capsys):
     corpus = write_corpus(tmp_path / "corpus.jsonl", documents=2)
     out = f"{tmp_path}/run/"
