@@ -207,7 +207,6 @@ def test_peft_config_type_is_checked(tmp_path):
                            scorer=word_overlap_scorer, peft_config={"r": 4})
 
 
-@pytest.mark.slow
 def test_resume_restores_the_candidate_store(tmp_path):
     # 16 documents, batch 4: 4 steps per epoch; checkpoints every 2 steps
     first = make_trainer(tmp_path, num_documents=16, num_train_epochs=2, save_strategy="steps", save_steps=2,
