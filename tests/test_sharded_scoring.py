@@ -178,3 +178,20 @@ def test_merge_subcommand(tmp_path, capsys):
     assert main(["merge", str(tmp_path)]) == 1
     assert json.loads(directory.errors_path.read_text()) == {"index": 2, "error": "line 3 of x.jsonl: bad"}
     assert len(read_lines(directory.merged_path)) == 3
+
+
+def test_a_block_encodes_each_shared_source_once_even_when_its_rows_are_spread(model):
+    from quals.io import Row
+    from quals.score_cli import score_block
+    from quals.scorer import QualsScorer
+
+    world = SyntheticWorld(5)
+    facts = [world.fact() for _ in range(3)]
+    documents = [world.document(fact) for fact in facts]
+    rows = [Row(i, world.sentence(facts[i % 3]), documents[i % 3]) for i in range(12)]  # sources A B C A B C ...
+    scorer = QualsScorer(model=model, device="cpu", show_progress=False, num_beam_groups=2, max_new_tokens=8,
+                         source_cache_size=0)  # no cache: only the grouping can share an encoding
+    records = score_block(scorer, rows, explain=False, chunk_size=4)  # chunks of 4 rows: A A A A | B B B B | C ..
+    assert scorer.source_encodings == 3
+    assert [r["index"] for r in records] == list(range(12))  # input order restored
+    assert records[0]["quals"] == records[3]["quals"] == records[9]["quals"]  # the same row, the same score
