@@ -180,6 +180,7 @@ def test_merge_subcommand(tmp_path, capsys):
     assert len(read_lines(directory.merged_path)) == 3
 
 
+@pytest.mark.slow
 def test_a_block_encodes_each_shared_source_once_even_when_its_rows_are_spread(model):
     from quals.io import Row
     from quals.score_cli import score_block
