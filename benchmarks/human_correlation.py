@@ -25,6 +25,7 @@ vote; label = every sentence has a majority yes), or any JSONL with ``document``
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import math
 import re
@@ -42,10 +43,12 @@ from quals import QualsScorer
 
 QAGS = {"qags-c": "../shared/data/qags/mturk_cnndm.jsonl", "qags-x": "../shared/data/qags/mturk_xsum.jsonl"}
 PUBLISHED = {"QAGS (Wang et al. 2020)": {"qags-c": {"pearson": 0.545}, "qags-x": {"pearson": 0.175}}}
-STOPWORDS = set("a an the of in on at to for by with from and or but is was were are be been being has have had "
-                "it its he she they them his her their this that these those as than into after before about also "
-                "not no will would could should can may said says who which what when where while there here "
-                "i we you our your my me us".split())
+STOPWORDS = frozenset(["a", "an", "the", "of", "in", "on", "at", "to", "for", "by", "with", "from", "and", "or", "but",
+                       "is", "was", "were", "are", "be", "been", "being", "has", "have", "had", "it", "its", "he",
+                       "she", "they", "them", "his", "her", "their", "this", "that", "these", "those", "as", "than",
+                       "into", "after", "before", "about", "also", "not", "no", "will", "would", "could", "should",
+                       "can", "may", "said", "says", "who", "which", "what", "when", "where", "while", "there", "here",
+                       "i", "we", "you", "our", "your", "my", "me", "us"])
 
 
 # ---------------------------------------------------------------------------------------------- data
@@ -55,8 +58,9 @@ def load_qags(path: str | Path) -> list[dict]:
     for line in Path(path).read_text().splitlines():
         item = json.loads(line)
         votes = [sum(r["response"] == "yes" for r in s["responses"]) >= 2 for s in item["summary_sentences"]]
-        rows.append({"document": item["article"], "summary": " ".join(s["sentence"] for s in item["summary_sentences"]),
-                     "score": sum(votes) / len(votes), "label": int(all(votes))})
+        summary = " ".join(s["sentence"] for s in item["summary_sentences"])
+        rows.append({"document": item["article"], "summary": summary, "score": sum(votes) / len(votes),
+                     "label": int(all(votes))})
     return rows
 
 
@@ -87,8 +91,8 @@ def precision(summary_items: list, source_items: set) -> float:
     return sum(item in source_items for item in summary_items) / len(summary_items) if summary_items else 1.0
 
 
-def rare_words(reference_texts: list[str], max_document_frequency: float = 0.01) -> set[str]:
-    """Words found in fewer than ``max_document_frequency`` of ``reference_texts`` are rare (used as its complement)."""
+def common_words(reference_texts: list[str], max_document_frequency: float = 0.01) -> set[str]:
+    """The *common* words: found in at least ``max_document_frequency`` of ``reference_texts`` (rare = the rest)."""
     frequency = Counter(w for text in reference_texts for w in set(words(text)))
     return {w for w, n in frequency.items() if n >= max_document_frequency * len(reference_texts)}
 
@@ -100,7 +104,8 @@ def baselines(rows: list[dict], common: set[str]) -> dict[str, list[float]]:
         summary, source = words(row["summary"]), words(row["document"])
         source_set = set(source)
         scores["unigram precision"].append(precision(summary, source_set))
-        scores["bigram precision"].append(precision(list(zip(summary, summary[1:])), set(zip(source, source[1:]))))
+        bigrams = list(itertools.pairwise(summary))
+        scores["bigram precision"].append(precision(bigrams, set(itertools.pairwise(source))))
         scores["content-word precision"].append(precision([w for w in summary if w not in STOPWORDS], source_set))
         scores["number precision"].append(precision([w for w in summary if w[0].isdigit()], source_set))
         scores["rare-word precision (NE proxy)"].append(
@@ -190,10 +195,12 @@ def main(argv: list[str] | None = None) -> int:
 
         torch.set_num_threads(args.threads)
     model = args.model or str(Path(__file__).resolve().parents[1] / "quals" / "models" / "mini")
+    if not args.no_quals and not Path(model).is_dir() and args.model is None:
+        parser.error(f"no bundled QAGen model at {model} (docs/qagen.md); pass --model FOLDER, or --no-quals")
     datasets = {} if args.no_default_data else {name: load_qags(path) for name, path in QAGS.items()}
     datasets.update({Path(path).stem: load_jsonl(path) for path in args.data})
     reference = [json.loads(line)["document"] for line in Path(args.xsum_reference).read_text().splitlines()]
-    common = rare_words(reference)
+    common = common_words(reference)
     report = {"model": model, "groups": args.groups, "bootstrap": args.bootstrap, "seed": args.seed,
               "published": PUBLISHED, "datasets": {}}
     for name, rows in datasets.items():

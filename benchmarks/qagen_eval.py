@@ -30,9 +30,10 @@ from quals.loading import load_qagen, resolve_format
 from quals.qagen_data import load_examples
 
 
-STOPWORDS = set("the a an of in on at to for by with from and or is was were are be been did does do what which who "
-                "whom whose when where why how that this these those it its as than into during after before about "
-                "many much".split())
+STOPWORDS = frozenset(["the", "a", "an", "of", "in", "on", "at", "to", "for", "by", "with", "from", "and", "or", "is",
+                       "was", "were", "are", "be", "been", "did", "does", "do", "what", "which", "who", "whom",
+                       "whose", "when", "where", "why", "how", "that", "this", "these", "those", "it", "its", "as",
+                       "than", "into", "during", "after", "before", "about", "many", "much"])
 
 
 def content_words(text: str) -> set[str]:
@@ -104,7 +105,8 @@ def evaluate(model: str, split: dict, squad: str, num_passages: int, groups: int
     answers, tops = max(counts["answers"], 1), max(counts["passages_with_pairs"], 1)
     return {
         "model": model, "heldout_articles": split["heldout_articles"], "heldout_pairs": len(heldout),
-        "token_loss": round(loss, 4), "passages_generated": len(chosen), "groups": groups, "diversity_penalty": penalty,
+        "token_loss": round(loss, 4), "passages_generated": len(chosen), "groups": groups,
+        "diversity_penalty": penalty,
         "answer_in_own_passage": round(counts["answer_in_own"] / answers, 4),
         "answer_in_other_passage": round(counts["answer_in_other"] / answers, 4),
         "top_answer_in_own_passage": round(counts["top_in_own"] / tops, 4),

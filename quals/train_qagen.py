@@ -50,7 +50,7 @@ class TrainQAGenConfig:
     newsqa_split: str | None = field(default=None, metadata={"help": "Keep NewsQA stories of this type only."})
     heldout_articles: int = field(default=0, metadata={"help": "Whole articles of --train held out for evaluation."})
     cloze_texts: list[str] = field(default_factory=list, metadata={
-        "help": "JSONL of articles for cloze pairs (fields --cloze-fields; rows with a true 'overlaps_eval' skipped)."})
+        "help": "JSONL of articles for cloze pairs (fields --cloze-fields; rows with a true overlaps_eval skipped)."})
     cloze_fields: list[str] = field(default_factory=lambda: ["document"], metadata={"help": "Text fields to use."})
     cloze_per_text: int = field(default=4, metadata={"help": "Cloze pairs per text."})
     cloze_per_passage: int = field(default=0, metadata={"help": "Cloze pairs per training passage of --train."})
@@ -144,7 +144,9 @@ def _resize_embeddings(model, size: int) -> None:
 def build_examples(config: TrainQAGenConfig) -> tuple[list[QAExample], list[QAExample], list[str]]:
     """(train, heldout, heldout article names): --train files split by article, plus cloze pairs."""
     qa = [e for path in config.train for e in load_examples(path, config.newsqa_split)]
-    train, heldout = split_by_article(qa, config.heldout_articles, config.seed) if config.heldout_articles else (qa, [])
+    train, heldout = (qa, [])
+    if config.heldout_articles:
+        train, heldout = split_by_article(qa, config.heldout_articles, config.seed)
     cloze = []
     if config.cloze_per_passage:
         passages = list(dict.fromkeys((e.article, e.passage) for e in train))
@@ -178,7 +180,7 @@ def passage_groups(examples: list[QAExample], qagen: QAGenModel, max_source_toke
 
 @dataclass
 class PassageGroupCollator:
-    """Pads passages ``[P, L]`` and their targets ``[N, T]`` (-100 padding); ``encoder_index[n]`` = passage of row n."""
+    """Pads passages ``[P, L]`` and their targets ``[N, T]`` (-100 padding); ``encoder_index[n]``: passage of row n."""
 
     pad_id: int
 
@@ -230,7 +232,8 @@ class QAGenTrainer(Seq2SeqTrainer):
                 cross = [p for p in group["params"] if is_cross_attention(names.get(id(p), ""))]
                 if cross:
                     group["params"] = [p for p in group["params"] if not is_cross_attention(names.get(id(p), ""))]
-                    optimizer.add_param_group({**group, "params": cross, "lr": group["lr"] * self.cross_attention_lr_scale})
+                    scaled_lr = group["lr"] * self.cross_attention_lr_scale
+                    optimizer.add_param_group({**group, "params": cross, "lr": scaled_lr})
             self._lr_split = True
         return optimizer
 
@@ -277,8 +280,8 @@ def train_qagen(config: TrainQAGenConfig) -> Path:
                            label_smoothing=config.label_smoothing)
     checkpoints = sorted((out / "checkpoints").glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[-1]))
     trainer.train(resume_from_checkpoint=str(checkpoints[-1]) if config.resume and checkpoints else None)
-    if eval_set is not None:
-        trainer.log(trainer.evaluate())
+    if eval_set is not None and trainer.state.global_step % config.eval_steps:
+        trainer.evaluate()  # a final held-out loss, unless the last step already logged one
     model = trainer.model.eval()
     if config.save_dtype in ("float16", "fp16"):
         model = model.half()

@@ -8,8 +8,8 @@ Two architectures:
   encoder, decoder and output layer and allows a shallower decoder. A post-LayerNorm BERT layer and a BART layer
   compute the same function, so the encoder is exactly the checkpoint (``bart_from_bert`` maps every weight;
   tests check the encoder outputs are identical). Decoder layers copy evenly spaced encoder layers (self-attention
-  and feed-forward); their cross-attention is fresh. MiniLM-L6 with a 3-layer decoder (layers 0, 2, 5): 29.8 M weights, 60 MB in
-  fp16, against 49 M for bert2bert.
+  and feed-forward); their cross-attention is fresh. MiniLM-L6 with a 3-layer decoder (layers 0, 2, 5): 29.8 M
+  weights, 60 MB in fp16, against 49 M for bert2bert.
 """
 
 from __future__ import annotations
@@ -88,7 +88,8 @@ def bart_from_bert(bert, decoder_layers: int | None, decoder_start_id: int, eos_
 def _copy_bert_layer(bart_layer, bert_layer) -> None:
     attention = bert_layer.attention
     pairs = [(bart_layer.self_attn.q_proj, attention.self.query), (bart_layer.self_attn.k_proj, attention.self.key),
-             (bart_layer.self_attn.v_proj, attention.self.value), (bart_layer.self_attn.out_proj, attention.output.dense),
+             (bart_layer.self_attn.v_proj, attention.self.value),
+             (bart_layer.self_attn.out_proj, attention.output.dense),
              (bart_layer.fc1, bert_layer.intermediate.dense), (bart_layer.fc2, bert_layer.output.dense)]
     for target, source in pairs:
         target.weight.copy_(source.weight)

@@ -42,7 +42,8 @@ def _squad(world: SyntheticWorld, articles: int = 4, paragraphs: int = 3) -> dic
 def bert_folder(tmp_path_factory):
     """A tiny uncased BERT (random weights) and its WordPiece tokenizer, saved like a Hub encoder checkpoint."""
     path = tmp_path_factory.mktemp("tiny-bert")
-    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "<", ">", "sep"] + sorted(set(WORDS + PEOPLE + CITIES + DAYS))
+    words = sorted(set(WORDS + PEOPLE + CITIES + DAYS))
+    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "<", ">", "sep"] + words
     BertTokenizer(vocab={word: i for i, word in enumerate(vocab)}, do_lower_case=True).save_pretrained(path)
     torch.manual_seed(0)
     config = BertConfig(vocab_size=len(vocab), hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
@@ -59,7 +60,8 @@ def test_squad_examples_one_per_distinct_answer():
     examples = squad_examples(data)
     assert [(e.question, e.answer) for e in examples] == [("Who wrote notes?", "Ada Lovelace"),
                                                           ("Who wrote notes?", "Lovelace")]
-    assert get_preset("paper").render(examples[0].question, examples[0].answer) == "Who wrote notes? <sep> Ada Lovelace"
+    rendered = get_preset("paper").render(examples[0].question, examples[0].answer)
+    assert rendered == "Who wrote notes? <sep> Ada Lovelace"
 
 
 def test_newsqa_stories_use_the_consensus_span(tmp_path):
@@ -68,7 +70,8 @@ def test_newsqa_stories_use_the_consensus_span(tmp_path):
         {"q": "Where did rain fall?", "consensus": {"s": 13, "e": 17}},
         {"q": "Why?", "consensus": {"badQuestion": True}},
         {"q": "Who?", "consensus": {"noAnswer": True}}]},
-        {"storyId": "s2", "type": "dev", "text": story, "questions": [{"q": "When?", "consensus": {"s": 21, "e": 27}}]}]}
+        {"storyId": "s2", "type": "dev", "text": story,
+         "questions": [{"q": "When?", "consensus": {"s": 21, "e": 27}}]}]}
     path = tmp_path / "newsqa.json"
     path.write_text(json.dumps(stories))
     assert [(e.question, e.answer, e.article) for e in load_examples(path, newsqa_split="train")] == [
