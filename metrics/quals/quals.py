@@ -144,5 +144,6 @@ class Quals(evaluate.Metric):
             "errors": [s.error for s in scores],
         }
         if return_qa_pairs:
-            out["qa_pairs"] = [{"kept": s.to_dict()["pairs"], "rejected": s.to_dict()["rejected"]} for s in scores]
+            explained = [s.to_dict() for s in scores]
+            out["qa_pairs"] = [{"kept": e["pairs"], "rejected": e["rejected"]} for e in explained]
         return out
