@@ -90,45 +90,46 @@ def diverse_beam_search(
     lengths = torch.zeros(n, g, dtype=torch.long, device=device)  # [N, G] tokens so far, eos included
     tokens, raw, penalized = [], [], []
     for step in range(max_new_tokens + 1):
-        logprobs = logprobs.view(n, g, vocab)  # [N, G, V]
-        masked = logprobs
+        # logprobs: [R, V] for the R rows still decoding; only their top-K candidates enter the group loop
         if step < min_new_tokens:
-            masked = masked.clone()
-            masked[..., eos_token_id] = float("-inf")
+            logprobs = logprobs.index_fill(-1, torch.tensor([eos_token_id], device=device), float("-inf"))
         elif step == max_new_tokens:
-            masked = torch.full_like(logprobs, float("-inf"))
-            masked[..., eos_token_id] = logprobs[..., eos_token_id]
-        cand_values, cand_ids = masked.topk(k, dim=-1)  # [N, G, K] raw candidates, best first
+            only_eos = torch.full_like(logprobs, float("-inf"))
+            only_eos[:, eos_token_id] = logprobs[:, eos_token_id]
+            logprobs = only_eos
+        top_values, top_ids = logprobs.topk(k, dim=-1)  # [R, K] raw candidates, best first
+        cand_values = top_values.new_full((n * g, k), float("-inf"))  # finished rows: never chosen (inactive)
+        cand_ids = top_ids.new_full((n * g, k), pad_token_id)
+        cand_values[decoding], cand_ids[decoding] = top_values, top_ids
+        cand_values, cand_ids = cand_values.view(n, g, k), cand_ids.view(n, g, k)  # [N, G, K]
 
+        active = ~finished  # [N, G]
+        weights = active[:, :, None].float().expand(n, g, penalty_candidates)  # [N, G, P] an inactive group counts 0
         counts = torch.zeros(n, vocab, device=device)  # [N, V] picks of earlier groups at this step
-        step_tokens = torch.full((n, g), pad_token_id, dtype=torch.long, device=device)
-        step_raw = torch.zeros(n, g, device=device)
-        step_penalized = torch.zeros(n, g, device=device)
-        for group in range(g):
-            ids, values = cand_ids[:, group], cand_values[:, group]  # [N, K]
-            scores = values - diversity_penalty * counts.gather(1, ids)  # [N, K]
-            best = scores.topk(penalty_candidates, dim=-1).indices  # [N, P]
-            active = ~finished[:, group]  # [N]
-            choice = best[:, 0]
-            step_tokens[:, group] = torch.where(active, ids.gather(1, choice[:, None]).squeeze(1), pad_token_id)
-            step_raw[:, group] = torch.where(active, values.gather(1, choice[:, None]).squeeze(1), 0.0)
-            step_penalized[:, group] = torch.where(active, scores.gather(1, choice[:, None]).squeeze(1), 0.0)
-            counts.scatter_add_(1, ids.gather(1, best), active[:, None].float().expand(-1, penalty_candidates))
+        choices, choice_scores = [], []
+        for ids, values, weight in zip(cand_ids.unbind(1), cand_values.unbind(1), weights.unbind(1), strict=True):
+            scores = torch.add(values, counts.gather(1, ids), alpha=-diversity_penalty)  # [N, K] penalized
+            best_scores, best = scores.topk(penalty_candidates, dim=-1)  # [N, P]
+            counts.scatter_add_(1, ids.gather(1, best), weight)
+            choices.append(best[:, 0])
+            choice_scores.append(best_scores[:, 0])
+        choice = torch.stack(choices, dim=1)[:, :, None]  # [N, G, 1] position among the K candidates
+        step_tokens = torch.where(active, cand_ids.gather(2, choice).squeeze(-1), pad_token_id)  # [N, G]
+        step_raw = torch.where(active, cand_values.gather(2, choice).squeeze(-1), 0.0)  # [N, G]
+        step_penalized = torch.where(active, torch.stack(choice_scores, dim=1), 0.0)  # [N, G]
 
-        lengths += (~finished).long()
+        lengths += active.long()
         tokens.append(step_tokens)
         raw.append(step_raw)
         penalized.append(step_penalized)
         finished = finished | (step_tokens == eos_token_id)
         if bool(finished.all()):
             break
-        still = ~finished.view(-1)[decoding]  # [rows decoding]
+        still = ~finished.view(-1)[decoding]  # [R]
         if not bool(still.all()):
             decoder.keep(still.nonzero().squeeze(1))
             decoding = decoding[still]
-        active_logprobs = decoder.step(step_tokens.view(-1)[decoding])  # [rows decoding, V]
-        logprobs = active_logprobs.new_zeros(n * g, vocab)  # finished rows: never read (masked by `active`)
-        logprobs[decoding] = active_logprobs
+        logprobs = decoder.step(step_tokens.view(-1)[decoding])  # [R', V]
 
     sequences = torch.stack(tokens, dim=-1)  # [N, G, T]
     return DiverseBeamOutput(sequences, torch.stack(raw, -1), torch.stack(penalized, -1), lengths)

@@ -65,6 +65,11 @@ class QAGenModel:
         self._special_strings = sorted((s for s in tokenizer.all_special_tokens if s != fmt.qa_separator.strip()),
                                        key=len, reverse=True)
         self.terminal_alternative_id = self._pair_delimiter_id() if fmt.terminator == "merged" else None
+        # Exact speed-up, on by default: the keys/values computed from a context (an encoder-decoder's
+        # cross-attention over the passage, a causal LM's prompt) are computed once and shared by every row that
+        # reads it: the G beam groups of a summary, the scored pairs of a source. False: every row computes its
+        # own, as the released code does (tests and the speed benchmark's naive port compare the two).
+        self.share_context_cache = True
 
     @property
     def device(self) -> torch.device:
@@ -174,11 +179,46 @@ class QAGenModel:
         return [logprobs[i, t.num_unscored: lengths[i]] for i, t in enumerate(targets)]
 
     def _seq2seq_logits(self, contexts: list[Context], labels: torch.Tensor) -> torch.Tensor:
-        hidden, enc_mask = _pad_hidden([c.hidden for c in contexts])  # [B, L, H], [B, L]
         start = torch.full((labels.shape[0], 1), self.decoder_start_id, device=self.device)
         decoder_input_ids = torch.cat([start, labels[:, :-1]], dim=1)  # [B, T]: shift right
-        return self.model(encoder_outputs=(hidden.to(self.device),), attention_mask=enc_mask.to(self.device),
-                          decoder_input_ids=decoder_input_ids, use_cache=False).logits
+        if not self.share_context_cache:
+            hidden, enc_mask = _pad_hidden([c.hidden for c in contexts])  # [B, L, H], [B, L]
+            return self.model(encoder_outputs=(hidden.to(self.device),), attention_mask=enc_mask.to(self.device),
+                              decoder_input_ids=decoder_input_ids, use_cache=False).logits
+        rows_of: dict[int, list[int]] = {}  # rows that share one context (one Context object)
+        for row, context in enumerate(contexts):
+            rows_of.setdefault(id(context), []).append(row)
+        logits = None
+        for rows in rows_of.values():
+            part = self._shared_context_logits(contexts[rows[0]], decoder_input_ids[rows])  # [k, T, V]
+            if logits is None:
+                logits = part.new_empty((len(contexts), *part.shape[1:]))  # [B, T, V]
+            logits[rows] = part
+        return logits
+
+    def _shared_context_logits(self, context: Context, decoder_input_ids: torch.Tensor) -> torch.Tensor:
+        """Decoder logits ``[k, T, V]`` for k targets of one context, its cross-attention keys/values computed once.
+
+        The first position (the decoder start token, the same for every row) runs once on the unpadded
+        context; its cache, whose cross-attention part holds the context's projected keys and values, is
+        broadcast (a stride-0 view, no copy) to the k rows, which then run positions 1..T-1 in one call.
+        """
+        rows, width = decoder_input_ids.shape
+        hidden = context.hidden[None].to(self.device)  # [1, L, H]
+        mask = torch.ones((1, context.length), dtype=torch.long, device=self.device)  # [1, L]: no padding
+        first = self.model(encoder_outputs=(hidden,), attention_mask=mask, decoder_input_ids=decoder_input_ids[:1, :1],
+                           use_cache=True)
+        first_logits = first.logits.expand(rows, -1, -1)  # [k, 1, V]
+        cache = _output_cache(first)
+        if width == 1:
+            return first_logits
+        if not _broadcast_cache(cache, rows):  # a model without an encoder-decoder cache: no sharing possible
+            return self.model(encoder_outputs=(hidden.expand(rows, -1, -1),), attention_mask=mask.expand(rows, -1),
+                              decoder_input_ids=decoder_input_ids, use_cache=False).logits
+        rest = self.model(encoder_outputs=(hidden.expand(rows, -1, -1),), attention_mask=mask.expand(rows, -1),
+                          decoder_input_ids=decoder_input_ids[:, 1:], use_cache=True,
+                          **{self._cache_kwarg: cache}).logits  # [k, T-1, V]
+        return torch.cat([first_logits, rest], dim=1)
 
     def _causal_logits(self, contexts: list[Context], labels: torch.Tensor) -> torch.Tensor:
         rows = [torch.cat([c.input_ids, labels[i].cpu()]) for i, c in enumerate(contexts)]
@@ -196,45 +236,61 @@ class QAGenModel:
 
 
 class Stepper:
-    """Incremental decoding with the KV cache, rows ``[context 0 x G, context 1 x G, ...]``; ``keep`` shrinks them."""
+    """Incremental decoding with the KV cache, rows ``[context 0 x G, context 1 x G, ...]``; ``keep`` shrinks them.
+
+    The first step is the same for the G rows of a context (same input, same start token), so with
+    ``share_context_cache`` it runs once per context and its cache (an encoder-decoder's cross-attention
+    keys/values, a causal LM's prompt) is copied to the G rows.
+    """
 
     def __init__(self, qagen: QAGenModel, contexts: list[Context], repeats: int):
         self.qagen, self.model, self.device = qagen, qagen.model, qagen.device
         self.cache = None
+        self.first_rows = torch.arange(len(contexts), device=self.device).repeat_interleave(repeats)  # N -> N*G
         if qagen.is_encoder_decoder:
-            hidden, mask = _pad_hidden([c.hidden for c in contexts])  # [N, L, H]
-            self.encoder_hidden = hidden.repeat_interleave(repeats, dim=0).to(self.device)  # [N*G, L, H]
-            self.attention_mask = mask.repeat_interleave(repeats, dim=0).to(self.device)  # [N*G, L]
+            hidden, mask = _pad_hidden([c.hidden for c in contexts])  # [N, L, H], [N, L]
+            self.encoder_hidden, self.attention_mask = hidden.to(self.device), mask.to(self.device)
         else:
             ids, mask = _pad([c.input_ids for c in contexts], qagen.pad_id, left=True)  # [N, P], left padded
-            self.prompt_ids = ids.repeat_interleave(repeats, dim=0).to(self.device)  # [N*G, P]
-            self.attention_mask = mask.repeat_interleave(repeats, dim=0).to(self.device)  # [N*G, P]
+            self.prompt_ids, self.attention_mask = ids.to(self.device), mask.to(self.device)
         self.num_rows = len(contexts) * repeats
 
     @torch.inference_mode()
     def start(self) -> torch.Tensor:
         """Log-probs of the first generated token, ``[N*G, V]`` float32."""
+        shared = self.qagen.share_context_cache
+        if not shared:
+            self.keep(self.first_rows)  # every row runs its own first step
         if self.qagen.is_encoder_decoder:
-            first = torch.full((self.num_rows, 1), self.qagen.decoder_start_id, device=self.device)
-            return self._seq2seq(first)
-        positions = (self.attention_mask.cumsum(-1) - 1).clamp(min=0)  # [N*G, P]: left padding aware
-        return self._causal(self.prompt_ids, positions)
+            first = torch.full((self.encoder_hidden.shape[0], 1), self.qagen.decoder_start_id, device=self.device)
+            logprobs = self._seq2seq(first)  # [N or N*G, V]
+        else:
+            positions = (self.attention_mask.cumsum(-1) - 1).clamp(min=0)  # [N or N*G, P]: left padding aware
+            logprobs = self._causal(self.prompt_ids, positions)  # [N or N*G, V]
+            self.prompt_ids = None
+        if shared:
+            self.keep(self.first_rows)
+            logprobs = logprobs[self.first_rows]  # [N*G, V]
+        return logprobs
 
     def keep(self, rows: torch.Tensor) -> None:
-        """Drop finished rows: keep only ``rows`` (positions among the current rows) in the cache and inputs."""
+        """Keep (or repeat) ``rows``, positions among the current rows, in the cache and inputs; drop the others."""
         rows = rows.to(self.device)
-        self.cache.reorder_cache(rows)
+        if self.cache is not None:
+            self.cache.reorder_cache(rows)
         self.attention_mask = self.attention_mask[rows]
         if self.qagen.is_encoder_decoder:
             self.encoder_hidden = self.encoder_hidden[rows]
+        elif self.prompt_ids is not None:
+            self.prompt_ids = self.prompt_ids[rows]
 
     @torch.inference_mode()
     def step(self, tokens: torch.Tensor) -> torch.Tensor:
         """Feed one chosen token per current row ``[R]`` and return the next log-probs ``[R, V]``."""
-        tokens = tokens.to(self.device)[:, None]  # [N*G, 1]
+        tokens = tokens.to(self.device)[:, None]  # [R, 1]
         if self.qagen.is_encoder_decoder:
             return self._seq2seq(tokens)
-        positions = self.attention_mask.sum(-1, keepdim=True)  # [N*G, 1]: next position of each row
+        positions = self.attention_mask.sum(-1, keepdim=True)  # [R, 1]: next position of each row
         self.attention_mask = torch.cat([self.attention_mask, torch.ones_like(tokens)], dim=1)
         return self._causal(tokens, positions)
 
@@ -255,6 +311,18 @@ class Stepper:
 def _output_cache(out):
     cache = getattr(out, "cache", None)
     return cache if cache is not None else getattr(out, "past_key_values", None)
+
+
+def _broadcast_cache(cache, rows: int) -> bool:
+    """View every layer of a one-row encoder-decoder cache as ``rows`` rows (stride 0); False if not possible."""
+    parts = [getattr(cache, "self_attention_cache", None), getattr(cache, "cross_attention_cache", None)]
+    layers = [layer for part in parts if part is not None for layer in getattr(part, "layers", [])]
+    if None in parts or not layers or not all(hasattr(layer, "keys") for layer in layers):
+        return False
+    for layer in layers:  # keys/values: [1, heads, length, head dim] -> [rows, heads, length, head dim]
+        layer.keys = layer.keys.expand(rows, -1, -1, -1)
+        layer.values = layer.values.expand(rows, -1, -1, -1)
+    return True
 
 
 def _first_id(*candidates) -> int | None:

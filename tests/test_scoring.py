@@ -7,7 +7,7 @@ from quals import QualsConfig, QualsScorer
 from quals.formats import QAFormat
 from quals.loading import load_qagen, resolve_format
 from quals.qagen import QAGenModel
-from quals.testing import FILLER, tiny_bart, word_tokenizer
+from quals.testing import FILLER, save_qagen, tiny_bart, word_tokenizer
 
 
 SOURCE = "alice visited paris on monday . the weather was warm ."
@@ -51,6 +51,40 @@ def test_encoder_states_reused_equal_re_encoding(random_models):
     for (context, target), got in zip(jobs, reused, strict=True):
         fresh = qagen.encode([context.input_ids.tolist()])[0]
         assert torch.allclose(got, qagen.token_logprobs([fresh], [target])[0], atol=1e-5)
+
+
+def tiny_bert2bert(vocab_size: int):
+    from transformers import BertConfig, EncoderDecoderConfig, EncoderDecoderModel
+
+    torch.manual_seed(3)
+    bert = {"vocab_size": vocab_size, "hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 4,
+            "intermediate_size": 64, "pad_token_id": 0}
+    config = EncoderDecoderConfig.from_encoder_decoder_configs(
+        BertConfig(**bert), BertConfig(**bert, is_decoder=True, add_cross_attention=True))
+    config.decoder_start_token_id, config.pad_token_id, config.eos_token_id = 1, 0, 2
+    return EncoderDecoderModel(config=config)
+
+
+@pytest.mark.parametrize("arch", ["bart", "t5", "bert2bert"])
+def test_cross_attention_reuse_equals_the_plain_forward_pass(random_models, tmp_path, arch, monkeypatch):
+    """Targets sharing a context reuse its cross-attention keys/values; the log-probs must not change."""
+    if arch == "bert2bert":
+        tokenizer = word_tokenizer()
+        path = save_qagen(tiny_bert2bert(len(tokenizer)), tokenizer, tmp_path / arch,
+                          QAFormat(name="b2b", model="", max_source_tokens=64))
+    else:
+        path = random_models[arch]
+    qagen = load_qagen(resolve_format(None, str(path)), "cpu")
+    contexts = qagen.encode([qagen.passage_windows(p)[0] for p in (SOURCE, "bob visited rome .", SOURCE * 3)])
+    targets = [qagen.target(q, a) for q, a in [("who visited paris on monday ?", "alice"), ("when ?", "monday"),
+                                               ("where did bob go ?", "rome")]]
+    jobs = [(contexts[i], t) for t in targets for i in (2, 0, 1)]  # interleaved contexts, mixed target lengths
+    shared = qagen.token_logprobs([c for c, _ in jobs], [t for _, t in jobs])
+    monkeypatch.setattr(qagen, "share_context_cache", False)
+    plain = qagen.token_logprobs([c for c, _ in jobs], [t for _, t in jobs])
+    for got, expected in zip(shared, plain, strict=True):
+        assert got.shape == expected.shape
+        assert torch.allclose(got, expected, atol=1e-5)
 
 
 @pytest.mark.parametrize("arch", ["bart", "gpt2"])
