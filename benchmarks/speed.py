@@ -5,7 +5,10 @@ The naive port does what the released scripts do, one summary at a time:
   - for every kept QA pair, the source (and the summary) re-encoded and the pair teacher-forced on its own.
 The engine (``QualsScorer``) decodes many summaries together, drops finished groups from the batch, encodes
 each distinct source once and reuses its encoder states for every pair of every summary, and batches the
-teacher-forced scoring by token budget.
+teacher-forced scoring by token budget. It also computes the cross-attention keys/values of each context once
+(``QAGenModel.share_context_cache``): the first decoding step once per summary for its G groups, the source's
+keys/values once for all pairs scored on it. A third row, the engine with that sharing off, shows what the
+batching and the source-encoding cache give on their own.
 
 Model: a BART-base-sized network (6+6 layers, d_model 768) with random weights and the 30,522-token BERT
 vocabulary of the MiniLM package. Random weights write no parseable QA pairs, so both pipelines treat each
@@ -35,6 +38,7 @@ from quals import QualsConfig, QualsScorer
 from quals.diverse_beam_search import KeepAllRows, diverse_beam_search
 from quals.filtering import Candidate, filter_pairs
 from quals.formats import QAFormat
+from quals.loading import load_qagen, resolve_format
 from quals.testing import save_qagen
 
 
@@ -77,6 +81,7 @@ def naive_quals(scorer: QualsScorer, summary: str, source: str, timings: dict[st
                 ) -> float:
     """The released pipeline's order of work for one summary (same model, same search, same filter)."""
     qagen, groups = scorer.qagen, scorer.num_groups
+    qagen.share_context_cache = False  # every beam and every pair computes its own cross-attention keys/values
     start = time.perf_counter()
     context = qagen.encode([qagen.passage_windows(summary, scorer.max_source_tokens, 0.0)[0]])
     search = diverse_beam_search(KeepAllRows(qagen.stepper(context, groups), groups, qagen.pad_id), 1, groups,
@@ -96,7 +101,25 @@ def naive_quals(scorer: QualsScorer, summary: str, source: str, timings: dict[st
         on_summary = qagen.token_logprobs(qagen.encode([context[0].input_ids.tolist()]), [target])[0].mean()
         differences.append(float(on_source - on_summary))
     timings["scoring"] = timings.get("scoring", 0.0) + time.perf_counter() - start
+    qagen.share_context_cache = True
     return sum(differences) / len(differences)
+
+
+LABELS = {"naive": "naive", "engine_without_shared_context_cache": "engine, no shared context cache",
+          "engine": "engine"}
+
+
+def run_engine(engine: BenchmarkScorer, summaries: list[str], sources: list[str], share_context_cache: bool
+               ) -> tuple[float, dict[str, float], list]:
+    """One timed engine run from a cold source cache; returns seconds and phase timings."""
+    engine.qagen.share_context_cache = share_context_cache
+    engine.timings, engine._source_cache = {}, type(engine._source_cache)()
+    start = time.perf_counter()
+    results = engine.score(summaries, sources)
+    seconds, timings = time.perf_counter() - start, engine.timings
+    engine.qagen.share_context_cache = True
+    engine.timings, engine._source_cache = {}, type(engine._source_cache)()
+    return seconds, timings, results
 
 
 def build_model(folder: Path, seed: int) -> Path:
@@ -132,6 +155,54 @@ def load_workload(documents: int, per_doc: int, source_tokens: int) -> tuple[lis
     return summaries, sources
 
 
+def measure(qagen, args, max_pairs: int, summaries: list[str], sources: list[str]) -> dict:
+    """Naive port, engine without the shared context cache, engine: one workload, same model, same run."""
+    config = QualsConfig(model=qagen.format.model, device=args.device, filter_mode="reference", max_pairs=max_pairs,
+                         max_batch_tokens=args.max_batch_tokens, show_progress=False)
+    engine = BenchmarkScorer(config, qagen=qagen)
+    engine.timings = {}
+    engine.score(summaries[:1], sources[:1])  # warm-up (allocator)
+
+    start = time.perf_counter()
+    naive_timings: dict[str, float] = {}
+    lengths: list[int] = []
+    naive = [naive_quals(engine, s, d, naive_timings, lengths) for s, d in zip(summaries, sources, strict=True)]
+    naive_seconds = time.perf_counter() - start
+    unshared_seconds, unshared_timings, _ = run_engine(engine, summaries, sources, share_context_cache=False)
+    engine_seconds, engine_timings, results = run_engine(engine, summaries, sources, share_context_cache=True)
+
+    source_lengths = [len(qagen.passage_windows(s)[0]) for s in dict.fromkeys(sources)]
+    n = len(summaries)
+    return {
+        "workload": {"summaries": n, "documents": args.documents, "summaries_per_doc": args.summaries_per_doc,
+                     "mean_source_tokens": sum(source_lengths) / len(source_lengths), "groups": engine.num_groups,
+                     "mean_generated_tokens": sum(lengths) / len(lengths), "max_generated_tokens": max(lengths),
+                     "pairs_scored_per_summary": results[0].num_pairs, "model": "BART-base-sized, random weights"},
+        "naive": {"seconds": naive_seconds, "summaries_per_second": n / naive_seconds, "phases": naive_timings},
+        "engine_without_shared_context_cache": {
+            "seconds": unshared_seconds, "summaries_per_second": n / unshared_seconds, "phases": unshared_timings},
+        "engine": {"seconds": engine_seconds, "summaries_per_second": n / engine_seconds, "phases": engine_timings},
+        "speedup": naive_seconds / engine_seconds,
+        "speedup_without_shared_context_cache": naive_seconds / unshared_seconds,
+        "max_abs_quals_difference": max(abs(a - r.quals) for a, r in zip(naive, results, strict=True)),
+    }
+
+
+def print_table(report: dict) -> None:
+    workload = report["workload"]
+    print(f"\n{workload['pairs_scored_per_summary']} pairs scored per summary: {workload['summaries']} summaries, "
+          f"{workload['mean_source_tokens']:.0f}-token sources, {workload['groups']} groups, generated sequences of "
+          f"{workload['mean_generated_tokens']:.1f} tokens on average (max {workload['max_generated_tokens']})")
+    print(f"{'pipeline':<32}{'seconds':>10}{'summ/s':>10}{'generation s':>15}{'encoding s':>12}{'scoring s':>12}")
+    for name in ("naive", "engine_without_shared_context_cache", "engine"):
+        row, phases = report[name], report[name]["phases"]
+        print(f"{LABELS[name]:<32}{row['seconds']:>10.1f}{row['summaries_per_second']:>10.3f}"
+              f"{phases.get('generation', 0):>15.1f}{phases.get('encoding', 0):>12.1f}"
+              f"{phases.get('scoring', 0):>12.1f}")
+    print(f"speed-up {report['speedup']:.2f}x ({report['speedup_without_shared_context_cache']:.2f}x without the "
+          f"shared context cache); max |QUALS difference| {report['max_abs_quals_difference']:.2e}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--documents", type=int, default=4)
@@ -140,59 +211,25 @@ def main() -> None:
     parser.add_argument("--eos-bias", type=float, default=7.0)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--max-batch-tokens", type=int, default=32768)
+    parser.add_argument("--pairs", type=int, nargs="+", default=[10, 60],
+                        help="pairs kept and scored per summary, one workload each (of the 60 generated)")
     parser.add_argument("--out", default=str(RESULTS / "speed.json"))
     args = parser.parse_args()
 
     with tempfile.TemporaryDirectory() as tmp:
         path = build_model(Path(tmp) / "model", seed=0)
-        config = QualsConfig(model=str(path), device=args.device, filter_mode="reference", max_pairs=10,
-                             max_batch_tokens=args.max_batch_tokens, show_progress=False)
-        summaries, sources = load_workload(args.documents, args.summaries_per_doc, args.source_tokens)
-        engine = BenchmarkScorer(config)
-        engine.timings = {}
-        qagen = engine.load()  # the bias is a buffer that loading re-initialises, so it is set on the loaded model
+        qagen = load_qagen(resolve_format(None, str(path)), args.device)
         qagen.model.final_logits_bias[0, qagen.eos_id] = args.eos_bias  # sequences end at varied, realistic lengths
-        engine.score(summaries[:1], sources[:1])  # warm-up (model load, allocator)
-        engine.timings, engine._source_cache = {}, type(engine._source_cache)()
+        summaries, sources = load_workload(args.documents, args.summaries_per_doc, args.source_tokens)
+        reports = [measure(qagen, args, pairs, summaries, sources) for pairs in args.pairs]
 
-        start = time.perf_counter()
-        naive_timings: dict[str, float] = {}
-        lengths: list[int] = []
-        naive = [naive_quals(engine, s, d, naive_timings, lengths) for s, d in zip(summaries, sources, strict=True)]
-        naive_seconds = time.perf_counter() - start
-
-        start = time.perf_counter()
-        results = engine.score(summaries, sources)
-        engine_seconds = time.perf_counter() - start
-
-    engine_values = [r.quals for r in results]
-    max_difference = max(abs(a - b) for a, b in zip(naive, engine_values, strict=True))
-    source_lengths = [len(engine.qagen.passage_windows(s)[0]) for s in dict.fromkeys(sources)]
-    n = len(summaries)
-    report = {
-        "machine": {"device": args.device, "cpu_threads": torch.get_num_threads(), "torch": torch.__version__,
-                    "platform": platform.platform(),
-                    "gpu": torch.cuda.get_device_name() if args.device.startswith("cuda") else None},
-        "workload": {"summaries": n, "documents": args.documents, "summaries_per_doc": args.summaries_per_doc,
-                     "mean_source_tokens": sum(source_lengths) / len(source_lengths), "groups": 60,
-                     "mean_generated_tokens": sum(lengths) / len(lengths), "max_generated_tokens": max(lengths),
-                     "pairs_scored_per_summary": results[0].num_pairs, "model": "BART-base-sized, random weights"},
-        "naive": {"seconds": naive_seconds, "summaries_per_second": n / naive_seconds, "phases": naive_timings},
-        "engine": {"seconds": engine_seconds, "summaries_per_second": n / engine_seconds, "phases": engine.timings},
-        "speedup": naive_seconds / engine_seconds,
-        "max_abs_quals_difference": max_difference,
-    }
+    machine = {"device": args.device, "cpu_threads": torch.get_num_threads(), "torch": torch.__version__,
+               "platform": platform.platform(),
+               "gpu": torch.cuda.get_device_name() if args.device.startswith("cuda") else None}
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(report, indent=2) + "\n")
-    print(f"{'pipeline':<10}{'seconds':>10}{'summ/s':>10}{'generation s':>15}{'encoding s':>12}{'scoring s':>12}")
-    for name in ("naive", "engine"):
-        row, phases = report[name], report[name]["phases"]
-        print(f"{name:<10}{row['seconds']:>10.1f}{row['summaries_per_second']:>10.3f}"
-              f"{phases.get('generation', 0):>15.1f}{phases.get('encoding', 0):>12.1f}"
-              f"{phases.get('scoring', 0):>12.1f}")
-    print(f"speed-up {report['speedup']:.2f}x; max |QUALS difference| {max_difference:.2e}; "
-          f"{n} summaries, {report['workload']['mean_source_tokens']:.0f}-token sources, generated sequences of "
-          f"{report['workload']['mean_generated_tokens']:.1f} tokens on average (max {max(lengths)})")
+    Path(args.out).write_text(json.dumps({"machine": machine, "workloads": reports}, indent=2) + "\n")
+    for report in reports:
+        print_table(report)
 
 
 if __name__ == "__main__":
