@@ -118,6 +118,22 @@ def split_sentences(text: str) -> list[str]:
     return [s.strip() for s in _SENTENCE_END.split(text) if s.strip()]
 
 
+def crop_to_answer(example: QAExample, context_sentences: int = 1) -> QAExample:
+    """The example with its passage cut to the first sentence holding the answer and ``context_sentences``
+    sentences on each side (unchanged if no single sentence holds it).
+
+    >>> e = QAExample("Rain fell. Paris is in France. It is big. Dogs bark.", "Where is Paris?", "France", "t")
+    >>> crop_to_answer(e, 1).passage
+    'Rain fell. Paris is in France. It is big.'
+    """
+    sentences = split_sentences(example.passage)
+    for i, sentence in enumerate(sentences):
+        if example.answer in sentence:
+            window = sentences[max(0, i - context_sentences): i + context_sentences + 1]
+            return QAExample(" ".join(window), example.question, example.answer, example.article)
+    return example
+
+
 def cloze_question(sentence: str, start: int, end: int) -> str:
     """The sentence with ``sentence[start:end]`` replaced by a wh-word, ending in "?"."""
     answer = sentence[start:end]

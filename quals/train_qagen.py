@@ -32,7 +32,7 @@ from transformers import AutoConfig, AutoModelForSeq2SeqLM, AutoTokenizer, Seq2S
 from quals.bundled import format_from_folder
 from quals.formats import get_preset
 from quals.qagen import QAGenModel
-from quals.qagen_data import QAExample, cloze_examples, load_examples, split_by_article
+from quals.qagen_data import QAExample, cloze_examples, crop_to_answer, load_examples, split_by_article
 from quals.testing import save_qagen
 
 
@@ -47,6 +47,9 @@ class TrainQAGenConfig:
     architecture: str = field(default="encoder-decoder", metadata={
         "help": "Warm start from an encoder: 'encoder-decoder' (EncoderDecoderModel) or 'bart' (shared embeddings)."})
     decoder_layers: int | None = field(default=None, metadata={"help": "Decoder depth for --architecture bart."})
+    cross_attention_init: str = field(default="random", metadata={
+        "help": "--architecture bart: fresh cross-attention ('random') or a copy of each decoder layer's pretrained "
+                "self-attention ('self-attention')."})
     newsqa_split: str | None = field(default=None, metadata={"help": "Keep NewsQA stories of this type only."})
     heldout_articles: int = field(default=0, metadata={"help": "Whole articles of --train held out for evaluation."})
     cloze_texts: list[str] = field(default_factory=list, metadata={
@@ -55,6 +58,9 @@ class TrainQAGenConfig:
     cloze_per_text: int = field(default=4, metadata={"help": "Cloze pairs per text."})
     cloze_per_passage: int = field(default=0, metadata={"help": "Cloze pairs per training passage of --train."})
     cloze_only: bool = field(default=False, metadata={"help": "Train on cloze pairs only (a warm-up stage)."})
+    crop_sentences: int | None = field(default=None, metadata={
+        "help": "Cut each --train passage to the sentence holding its answer and N sentences on each side: short "
+                "inputs, faster steps, an easier cross-attention to learn (held-out passages stay whole)."})
     max_source_tokens: int = field(default=384, metadata={"help": "Passages are truncated to this many tokens."})
     targets_per_passage: int = field(default=8, metadata={"help": "QA targets sharing one encoded passage."})
     batch_size: int = field(default=4, metadata={"help": "Passages per batch."})
@@ -112,7 +118,8 @@ def load_model_and_tokenizer(config: TrainQAGenConfig, fmt):
     else:
         from quals.warm_start import warm_start
 
-        model = warm_start(config.base, config.architecture, tokenizer, config.decoder_layers)
+        model = warm_start(config.base, config.architecture, tokenizer, config.decoder_layers,
+                           config.cross_attention_init)
     separator = fmt.qa_separator.strip()
     if not _round_trips(tokenizer, separator):
         tokenizer.add_tokens([separator], special_tokens=True)
@@ -147,6 +154,8 @@ def build_examples(config: TrainQAGenConfig) -> tuple[list[QAExample], list[QAEx
     train, heldout = (qa, [])
     if config.heldout_articles:
         train, heldout = split_by_article(qa, config.heldout_articles, config.seed)
+    if config.crop_sentences is not None:
+        train = [crop_to_answer(e, config.crop_sentences) for e in train]
     cloze = []
     if config.cloze_per_passage:
         passages = list(dict.fromkeys((e.article, e.passage) for e in train))

@@ -8,7 +8,9 @@ Two architectures:
   encoder, decoder and output layer and allows a shallower decoder. A post-LayerNorm BERT layer and a BART layer
   compute the same function, so the encoder is exactly the checkpoint (``bart_from_bert`` maps every weight;
   tests check the encoder outputs are identical). Decoder layers copy evenly spaced encoder layers (self-attention
-  and feed-forward); their cross-attention is fresh. MiniLM-L6 with a 3-layer decoder (layers 0, 2, 5): 29.8 M
+  and feed-forward); their cross-attention is fresh (``cross_attention_init="random"``) or a copy of the same
+  layer's pretrained self-attention (``"self-attention"``), so that from step one a decoder query already looks at
+  encoder tokens the way BERT looks at its own tokens. MiniLM-L6 with a 3-layer decoder (layers 0, 2, 5): 29.8 M
   weights, 60 MB in fp16, against 49 M for bert2bert.
 """
 
@@ -31,17 +33,23 @@ def evenly_spaced_layers(num_layers: int, keep: int) -> list[int]:
     return sorted({round(i * (num_layers - 1) / (keep - 1)) for i in range(keep)})
 
 
-def warm_start(encoder_path: str, architecture: str, tokenizer, decoder_layers: int | None = None):
+CROSS_ATTENTION_INITS = ("random", "self-attention")
+
+
+def warm_start(encoder_path: str, architecture: str, tokenizer, decoder_layers: int | None = None,
+               cross_attention_init: str = "random"):
     """A seq2seq model whose encoder is ``encoder_path``; decoder start = [CLS]/<s>, eos = [SEP]/</s>."""
+    if cross_attention_init not in CROSS_ATTENTION_INITS:
+        raise ValueError(f"cross_attention_init must be one of {CROSS_ATTENTION_INITS}, got {cross_attention_init!r}")
     start_id = tokenizer.cls_token_id if tokenizer.cls_token_id is not None else tokenizer.bos_token_id
     eos_id = tokenizer.sep_token_id if tokenizer.sep_token_id is not None else tokenizer.eos_token_id
     if architecture == "encoder-decoder":
-        if decoder_layers is not None:
-            raise ValueError("--decoder-layers needs --architecture bart (EncoderDecoderModel copies every layer)")
+        if decoder_layers is not None or cross_attention_init != "random":
+            raise ValueError("--decoder-layers and --cross-attention-init need --architecture bart")
         model = EncoderDecoderModel.from_encoder_decoder_pretrained(encoder_path, encoder_path)
     elif architecture == "bart":
         model = bart_from_bert(AutoModel.from_pretrained(encoder_path), decoder_layers, start_id, eos_id,
-                               tokenizer.pad_token_id)
+                               tokenizer.pad_token_id, cross_attention_init)
     else:
         raise ValueError(f"architecture must be 'encoder-decoder' or 'bart', got {architecture!r}")
     for config in (model.config, model.generation_config):
@@ -50,8 +58,8 @@ def warm_start(encoder_path: str, architecture: str, tokenizer, decoder_layers: 
     return model
 
 
-def bart_from_bert(bert, decoder_layers: int | None, decoder_start_id: int, eos_id: int, pad_id: int
-                   ) -> BartForConditionalGeneration:
+def bart_from_bert(bert, decoder_layers: int | None, decoder_start_id: int, eos_id: int, pad_id: int,
+                   cross_attention_init: str = "random") -> BartForConditionalGeneration:
     """A BART model whose encoder computes exactly ``bert`` (a ``BertModel``) and whose decoder copies its layers."""
     b = bert.config
     if getattr(b, "position_embedding_type", "absolute") != "absolute" or b.hidden_act != "gelu":
@@ -81,21 +89,33 @@ def bart_from_bert(bert, decoder_layers: int | None, decoder_start_id: int, eos_
         for bart_layer, index in zip(model.model.decoder.layers,
                                      evenly_spaced_layers(b.num_hidden_layers, decoder_layers), strict=True):
             _copy_bert_layer(bart_layer, bert.encoder.layer[index])
+            if cross_attention_init == "self-attention":
+                _copy_attention(bart_layer.encoder_attn, bart_layer.encoder_attn_layer_norm,
+                                bert.encoder.layer[index].attention)
     model.tie_weights()
     return model
 
 
 def _copy_bert_layer(bart_layer, bert_layer) -> None:
-    attention = bert_layer.attention
-    pairs = [(bart_layer.self_attn.q_proj, attention.self.query), (bart_layer.self_attn.k_proj, attention.self.key),
-             (bart_layer.self_attn.v_proj, attention.self.value),
-             (bart_layer.self_attn.out_proj, attention.output.dense),
-             (bart_layer.fc1, bert_layer.intermediate.dense), (bart_layer.fc2, bert_layer.output.dense)]
-    for target, source in pairs:
-        target.weight.copy_(source.weight)
-        target.bias.copy_(source.bias)
-    _copy_layer_norm(bart_layer.self_attn_layer_norm, attention.output.LayerNorm)
+    _copy_attention(bart_layer.self_attn, bart_layer.self_attn_layer_norm, bert_layer.attention)
+    for target, source in ((bart_layer.fc1, bert_layer.intermediate.dense), (bart_layer.fc2, bert_layer.output.dense)):
+        _copy_linear(target, source)
     _copy_layer_norm(bart_layer.final_layer_norm, bert_layer.output.LayerNorm)
+
+
+def _copy_attention(bart_attention, bart_layer_norm, bert_attention) -> None:
+    """A BERT attention block (query/key/value/output dense + LayerNorm) into a BART attention and its LayerNorm."""
+    for target, source in ((bart_attention.q_proj, bert_attention.self.query),
+                           (bart_attention.k_proj, bert_attention.self.key),
+                           (bart_attention.v_proj, bert_attention.self.value),
+                           (bart_attention.out_proj, bert_attention.output.dense)):
+        _copy_linear(target, source)
+    _copy_layer_norm(bart_layer_norm, bert_attention.output.LayerNorm)
+
+
+def _copy_linear(target, source) -> None:
+    target.weight.copy_(source.weight)
+    target.bias.copy_(source.bias)
 
 
 def _copy_layer_norm(target, source) -> None:

@@ -11,7 +11,7 @@ from transformers import AutoTokenizer, BertConfig, BertModel, BertTokenizer
 from quals import QualsScorer
 from quals.formats import get_preset
 from quals.qagen import QAGenModel
-from quals.qagen_data import cloze_examples, load_examples, split_by_article, squad_examples
+from quals.qagen_data import QAExample, cloze_examples, crop_to_answer, load_examples, split_by_article, squad_examples
 from quals.testing import CITIES, DAYS, PEOPLE, WORDS, SyntheticWorld
 from quals.train_qagen import (
     PassageGroupCollator,
@@ -95,6 +95,34 @@ def test_cloze_answers_are_spans_of_their_passage():
     assert examples
     for e in examples:
         assert e.answer in e.passage and e.question.endswith("?") and e.answer not in e.question
+
+
+def test_crop_keeps_the_answer_sentence_and_its_neighbours():
+    passage = "Rain fell. Paris is in France. It is big. Dogs bark. Cats sleep."
+    example = QAExample(passage, "Where is Paris?", "France", "t")
+    assert crop_to_answer(example, 0).passage == "Paris is in France."
+    assert crop_to_answer(example, 1).passage == "Rain fell. Paris is in France. It is big."
+    assert crop_to_answer(example, 9).passage == passage
+    spanning = QAExample(passage, "What happens?", "big. Dogs", "t")  # no single sentence holds it: unchanged
+    assert crop_to_answer(spanning, 0) == spanning
+    assert (crop_to_answer(example, 0).question, crop_to_answer(example, 0).answer) == ("Where is Paris?", "France")
+
+
+def test_cross_attention_can_start_as_a_copy_of_self_attention(bert_folder):
+    bert = BertModel.from_pretrained(bert_folder).eval()
+    copied = bart_from_bert(bert, 2, 2, 3, 0, cross_attention_init="self-attention")
+    fresh = bart_from_bert(bert, 2, 2, 3, 0)
+    for layer, index in zip(copied.model.decoder.layers, evenly_spaced_layers(2, 2), strict=True):
+        attention = bert.encoder.layer[index].attention
+        assert torch.equal(layer.encoder_attn.k_proj.weight, attention.self.key.weight)
+        assert torch.equal(layer.encoder_attn.out_proj.bias, attention.output.dense.bias)
+        assert torch.equal(layer.encoder_attn_layer_norm.weight, attention.output.LayerNorm.weight)
+    assert not torch.equal(fresh.model.decoder.layers[0].encoder_attn.k_proj.weight,
+                           bert.encoder.layer[0].attention.self.key.weight)
+    with pytest.raises(ValueError, match="cross_attention_init"):
+        from quals.warm_start import warm_start
+
+        warm_start(str(bert_folder), "bart", None, cross_attention_init="zeros")
 
 
 def test_bart_from_bert_encoder_is_exactly_bert(bert_folder):
