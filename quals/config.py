@@ -21,7 +21,7 @@ class QualsConfig:
     > Filtering and scoring
     filter_mode, max_pairs, ll_summary, long_source, window_overlap, max_source_tokens, max_source_windows
     > Throughput
-    max_batch_tokens, show_progress
+    max_batch_tokens, share_prefixes, show_progress
     """
 
     preset: str | None = field(default=None, metadata={"help": "QAGen preset (None: the model folder's own format, "
@@ -54,6 +54,9 @@ class QualsConfig:
                 "which are then marked 'truncated'); None: all."})
     max_batch_tokens: int = field(default=32768, metadata={"help": "Token budget of one forward batch "
                                                                    "(rows x padded length)."})
+    share_prefixes: bool = field(default=True, metadata={
+        "help": "Beam groups that wrote the same tokens so far share one decoder row (exact, same scores; False: "
+                "one row per group, as the released code)."})
     show_progress: bool = field(default=True, metadata={"help": "Show a progress bar."})
 
     def __post_init__(self) -> None:
@@ -82,5 +85,5 @@ class QualsConfig:
 
     def fingerprint(self) -> dict:
         """The settings that change scores (used to refuse mixing results of different configurations)."""
-        ignored = {"device", "show_progress", "max_batch_tokens"}
+        ignored = {"device", "show_progress", "max_batch_tokens", "share_prefixes"}
         return {f.name: getattr(self, f.name) for f in fields(self) if f.name not in ignored}

@@ -240,7 +240,7 @@ class Stepper:
 
     The first step is the same for the G rows of a context (same input, same start token), so with
     ``share_context_cache`` it runs once per context and its cache (an encoder-decoder's cross-attention
-    keys/values, a causal LM's prompt) is copied to the G rows.
+    keys/values, a causal LM's prompt) is copied to rows only as the search's groups part ways.
     """
 
     def __init__(self, qagen: QAGenModel, contexts: list[Context], repeats: int):
@@ -257,7 +257,8 @@ class Stepper:
 
     @torch.inference_mode()
     def start(self) -> torch.Tensor:
-        """Log-probs of the first generated token, ``[N*G, V]`` float32."""
+        """Log-probs of the first generated token: ``[N, V]`` float32, one row per context, with
+        ``share_context_cache`` (the search then copies rows as its groups part ways), else ``[N*G, V]``."""
         shared = self.qagen.share_context_cache
         if not shared:
             self.keep(self.first_rows)  # every row runs its own first step
@@ -268,9 +269,6 @@ class Stepper:
             positions = (self.attention_mask.cumsum(-1) - 1).clamp(min=0)  # [N or N*G, P]: left padding aware
             logprobs = self._causal(self.prompt_ids, positions)  # [N or N*G, V]
             self.prompt_ids = None
-        if shared:
-            self.keep(self.first_rows)
-            logprobs = logprobs[self.first_rows]  # [N*G, V]
         return logprobs
 
     def keep(self, rows: torch.Tensor) -> None:

@@ -52,6 +52,7 @@ class QualsScorer:
         self._source_cache_size = source_cache_size
         self.source_encodings = 0  # sources encoded (cache misses) ...
         self.source_cache_hits = 0  # ... and sources found already encoded, for throughput reports
+        self.decoder_rows = 0  # rows the QA generation fed to the decoder, summed over steps
         fmt, cfg = self.format, self.config
         self.num_groups = cfg.num_beam_groups or fmt.num_beam_groups
         self.diversity_penalty = fmt.diversity_penalty if cfg.diversity_penalty is None else cfg.diversity_penalty
@@ -189,7 +190,9 @@ class QualsScorer:
             batch_contexts = contexts[start: start + batch]
             search = diverse_beam_search(
                 qagen.stepper(batch_contexts, groups), len(batch_contexts), groups, self.diversity_penalty,
-                self.min_new_tokens, self.max_new_tokens, qagen.eos_id, qagen.pad_id, self.config.penalty_candidates)
+                self.min_new_tokens, self.max_new_tokens, qagen.eos_id, qagen.pad_id, self.config.penalty_candidates,
+                self.config.share_prefixes)
+            self.decoder_rows += search.decoder_rows
             sequences, raw = search.sequences.cpu(), search.token_logprobs.cpu()
             penalized = search.penalized_logprobs.cpu()
             for n in range(len(batch_contexts)):

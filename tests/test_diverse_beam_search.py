@@ -31,9 +31,10 @@ class ScriptedDecoder:
         return self.logprobs.expand(self.rows, -1).clone()
 
 
-def run(groups, penalty, n=1, min_new=1, max_new=3, eos_first=False, penalty_candidates=1):
+def run(groups, penalty, n=1, min_new=1, max_new=3, eos_first=False, penalty_candidates=1, share_prefixes=True):
     decoder = ScriptedDecoder(n * groups, eos_first)
-    out = diverse_beam_search(decoder, n, groups, penalty, min_new, max_new, EOS, PAD, penalty_candidates)
+    out = diverse_beam_search(decoder, n, groups, penalty, min_new, max_new, EOS, PAD, penalty_candidates,
+                              share_prefixes)
     return out, decoder
 
 
@@ -76,6 +77,21 @@ def test_min_new_tokens_masks_eos_and_finished_groups_stop():
     assert out.sequences[0, 0].tolist() == [3, 3, EOS]
     assert out.lengths.tolist() == [[3, 3]]
     assert len(decoder.fed) == 2  # stopped as soon as every group finished
+
+
+def test_groups_on_one_prefix_share_one_decoder_row():
+    shared, shared_decoder = run(groups=4, penalty=0.0, n=2, max_new=3)  # every group writes 3 3 3 eos
+    separate, separate_decoder = run(groups=4, penalty=0.0, n=2, max_new=3, share_prefixes=False)
+    assert torch.equal(shared.sequences, separate.sequences)
+    assert [len(t) for t in shared_decoder.fed] == [2, 2, 2]  # one row per input
+    assert [len(t) for t in separate_decoder.fed] == [8, 8, 8]  # one row per group
+    assert (shared.decoder_rows, separate.decoder_rows) == (8 + 6, 8 + 24)  # this decoder starts with N*G rows
+
+
+def test_groups_that_part_ways_get_their_own_rows():
+    out, decoder = run(groups=3, penalty=10.0, max_new=3)  # groups choose 3, 4, 5 at the first step
+    assert [len(t) for t in decoder.fed] == [3, 3, 3]
+    assert out.sequences[0, :, 0].tolist() == [3, 4, 5]
 
 
 def test_min_greater_than_max_is_rejected():
@@ -126,11 +142,24 @@ def test_raw_logprobs_equal_teacher_forcing(random_models, arch):
         assert torch.allclose(forced, out.token_logprobs[0, g, : len(ids)], atol=1e-5)
 
 
+def test_prefix_sharing_gives_identical_results_with_fewer_rows(trained):
+    passages = ["alice visited paris on monday . the weather was warm .", "bob visited rome on friday ."]
+    contexts = trained.encode([trained.passage_windows(p)[0] for p in passages])
+    args = (2, 8, 0.5, 3, 12, trained.eos_id, trained.pad_id)
+    shared = diverse_beam_search(trained.stepper(contexts, 8), *args)
+    separate = diverse_beam_search(trained.stepper(contexts, 8), *args, share_prefixes=False)
+    assert torch.equal(shared.sequences, separate.sequences)
+    assert torch.allclose(shared.token_logprobs, separate.token_logprobs, atol=1e-5)
+    assert torch.allclose(shared.penalized_logprobs, separate.penalized_logprobs, atol=1e-5)
+    assert shared.decoder_rows < separate.decoder_rows  # the trained model keeps groups together for a while
+
+
 def test_dropping_finished_groups_gives_identical_results(trained):
     contexts = trained.encode([trained.passage_windows("alice visited paris on monday . the weather was warm .")[0]])
     args = (1, 8, 0.5, 3, 12, trained.eos_id, trained.pad_id)
     compact = diverse_beam_search(trained.stepper(contexts, 8), *args)
-    full = diverse_beam_search(KeepAllRows(trained.stepper(contexts, 8), 8, trained.pad_id), *args)
+    full = diverse_beam_search(KeepAllRows(trained.stepper(contexts, 8), 8, trained.pad_id), *args,
+                               share_prefixes=False)
     assert len(set(compact.lengths[0].tolist())) > 1  # groups finished at different steps, so rows were dropped
     assert torch.equal(compact.sequences, full.sequences)
     assert torch.allclose(compact.token_logprobs, full.token_logprobs, atol=1e-5)
