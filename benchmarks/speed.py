@@ -7,8 +7,9 @@ The engine (``QualsScorer``) decodes many summaries together, drops finished gro
 each distinct source once and reuses its encoder states for every pair of every summary, and batches the
 teacher-forced scoring by token budget. It also computes the cross-attention keys/values of each context once
 (``QAGenModel.share_context_cache``): the first decoding step once per summary for its G groups, the source's
-keys/values once for all pairs scored on it. A third row, the engine with that sharing off, shows what the
-batching and the source-encoding cache give on their own.
+keys/values once for all pairs scored on it; and groups that have written the same prefix share one decoder
+row (``QualsConfig.share_prefixes``). Two more rows switch each of these off, to show what it gives; the
+``decoder rows`` column counts the rows the generation fed to the decoder, summed over steps.
 
 Model: a BART-base-sized network (6+6 layers, d_model 768) with random weights and the 30,522-token BERT
 vocabulary of the MiniLM package. Random weights write no parseable QA pairs, so both pipelines treat each
@@ -20,11 +21,15 @@ a document.
 
     python benchmarks/speed.py                  # CPU; writes benchmarks/results/speed.json
     python benchmarks/speed.py --device cuda    # on a GPU machine
+    python benchmarks/speed.py --model quals/models/mini --pairs 10 --out benchmarks/results/speed_mini.json
+                                                # a trained QAGen: real pairs, real filter (prefix sharing shows)
+    python benchmarks/speed.py --bf16           # adds the engine with bfloat16 weights (and its QUALS deviation)
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import platform
 import tempfile
@@ -47,11 +52,15 @@ RESULTS = Path(__file__).resolve().parent / "results"
 
 
 class BenchmarkScorer(QualsScorer):
-    """The engine, timing its phases, with every generated sequence taken as a (question, empty answer) pair."""
+    """The engine, timing its phases; with ``take_all_sequences`` (random weights) every generated sequence is
+    taken as a (question, empty answer) pair, else the real parser and filter run."""
 
     timings: dict[str, float]
+    take_all_sequences = True
 
     def _candidates(self, sequences, raw, penalized, lengths):
+        if not self.take_all_sequences:
+            return super()._candidates(sequences, raw, penalized, lengths)
         out = []
         for g, length in enumerate(lengths):
             ids = sequences[g, :length].tolist()
@@ -78,16 +87,18 @@ class BenchmarkScorer(QualsScorer):
 
 
 def naive_quals(scorer: QualsScorer, summary: str, source: str, timings: dict[str, float], lengths: list[int]
-                ) -> float:
+                ) -> float | None:
     """The released pipeline's order of work for one summary (same model, same search, same filter)."""
     qagen, groups = scorer.qagen, scorer.num_groups
     qagen.share_context_cache = False  # every beam and every pair computes its own cross-attention keys/values
     start = time.perf_counter()
     context = qagen.encode([qagen.passage_windows(summary, scorer.max_source_tokens, 0.0)[0]])
-    search = diverse_beam_search(KeepAllRows(qagen.stepper(context, groups), groups, qagen.pad_id), 1, groups,
+    every_row = KeepAllRows(qagen.stepper(context, groups), groups, qagen.pad_id)
+    search = diverse_beam_search(every_row, 1, groups,
                                  scorer.diversity_penalty, scorer.min_new_tokens, scorer.max_new_tokens, qagen.eos_id,
-                                 qagen.pad_id)
+                                 qagen.pad_id, share_prefixes=False)
     timings["generation"] = timings.get("generation", 0.0) + time.perf_counter() - start
+    timings["decoder_rows"] = timings.get("decoder_rows", 0) + every_row.decoder_rows
     lengths.extend(search.lengths[0].tolist())
     candidates, _ = scorer._candidates(search.sequences[0], search.token_logprobs[0], search.penalized_logprobs[0],
                                        search.lengths[0].tolist())
@@ -102,22 +113,25 @@ def naive_quals(scorer: QualsScorer, summary: str, source: str, timings: dict[st
         differences.append(float(on_source - on_summary))
     timings["scoring"] = timings.get("scoring", 0.0) + time.perf_counter() - start
     qagen.share_context_cache = True
-    return sum(differences) / len(differences)
+    return sum(differences) / len(differences) if differences else None
 
 
 LABELS = {"naive": "naive", "engine_without_shared_context_cache": "engine, no shared context cache",
-          "engine": "engine"}
+          "engine_without_prefix_sharing": "engine, no prefix sharing", "engine": "engine",
+          "engine_bfloat16": "engine, bfloat16 weights"}
 
 
-def run_engine(engine: BenchmarkScorer, summaries: list[str], sources: list[str], share_context_cache: bool
-               ) -> tuple[float, dict[str, float], list]:
-    """One timed engine run from a cold source cache; returns seconds and phase timings."""
+def run_engine(engine: BenchmarkScorer, summaries: list[str], sources: list[str], share_context_cache: bool = True,
+               share_prefixes: bool = True) -> tuple[float, dict[str, float], list]:
+    """One timed engine run from a cold source cache; returns seconds, phase timings and decoder rows."""
     engine.qagen.share_context_cache = share_context_cache
-    engine.timings, engine._source_cache = {}, type(engine._source_cache)()
+    engine.config = dataclasses.replace(engine.config, share_prefixes=share_prefixes)
+    engine.timings, engine._source_cache, engine.decoder_rows = {}, type(engine._source_cache)(), 0
     start = time.perf_counter()
     results = engine.score(summaries, sources)
-    seconds, timings = time.perf_counter() - start, engine.timings
+    seconds, timings = time.perf_counter() - start, {**engine.timings, "decoder_rows": engine.decoder_rows}
     engine.qagen.share_context_cache = True
+    engine.config = dataclasses.replace(engine.config, share_prefixes=True)
     engine.timings, engine._source_cache = {}, type(engine._source_cache)()
     return seconds, timings, results
 
@@ -155,11 +169,12 @@ def load_workload(documents: int, per_doc: int, source_tokens: int) -> tuple[lis
     return summaries, sources
 
 
-def measure(qagen, args, max_pairs: int, summaries: list[str], sources: list[str]) -> dict:
-    """Naive port, engine without the shared context cache, engine: one workload, same model, same run."""
+def measure(qagen, args, max_pairs: int, summaries: list[str], sources: list[str], bf16_qagen=None) -> dict:
+    """Naive port and engine variants: one workload, same model, same run, same QUALS values (checked)."""
     config = QualsConfig(model=qagen.format.model, device=args.device, filter_mode="reference", max_pairs=max_pairs,
                          max_batch_tokens=args.max_batch_tokens, show_progress=False)
     engine = BenchmarkScorer(config, qagen=qagen)
+    engine.take_all_sequences = args.model is None
     engine.timings = {}
     engine.score(summaries[:1], sources[:1])  # warm-up (allocator)
 
@@ -167,61 +182,93 @@ def measure(qagen, args, max_pairs: int, summaries: list[str], sources: list[str
     naive_timings: dict[str, float] = {}
     lengths: list[int] = []
     naive = [naive_quals(engine, s, d, naive_timings, lengths) for s, d in zip(summaries, sources, strict=True)]
-    naive_seconds = time.perf_counter() - start
-    unshared_seconds, unshared_timings, _ = run_engine(engine, summaries, sources, share_context_cache=False)
-    engine_seconds, engine_timings, results = run_engine(engine, summaries, sources, share_context_cache=True)
+    rows = {"naive": (time.perf_counter() - start, naive_timings)}
+    variants = {"engine_without_shared_context_cache": {"share_context_cache": False},
+                "engine_without_prefix_sharing": {"share_prefixes": False}, "engine": {}}
+    for name, switches in variants.items():
+        seconds, timings, results = run_engine(engine, summaries, sources, **switches)
+        rows[name] = (seconds, timings)
+        if name == "engine":
+            engine_results = results
+    differences = [abs(a - r.quals) for a, r in zip(naive, engine_results, strict=True) if a is not None]
+    report = {"naive_and_engine_agree_on_unscored": [a is None for a in naive] == [r.quals is None
+                                                                                   for r in engine_results]}
+    if bf16_qagen is not None:
+        engine_bf16 = BenchmarkScorer(dataclasses.replace(config, dtype="bfloat16"), qagen=bf16_qagen)
+        engine_bf16.take_all_sequences = engine.take_all_sequences
+        engine_bf16.timings = {}
+        engine_bf16.score(summaries[:1], sources[:1])
+        seconds, timings, bf16_results = run_engine(engine_bf16, summaries, sources)
+        rows["engine_bfloat16"] = (seconds, timings)
+        both = [(a.quals, b.quals) for a, b in zip(engine_results, bf16_results, strict=True)
+                if a.quals is not None and b.quals is not None]
+        report["bfloat16_max_abs_quals_difference"] = max((abs(a - b) for a, b in both), default=None)
 
     source_lengths = [len(qagen.passage_windows(s)[0]) for s in dict.fromkeys(sources)]
-    n = len(summaries)
+    n, naive_seconds = len(summaries), rows["naive"][0]
+    scored = [r.num_pairs for r in engine_results]
     return {
         "workload": {"summaries": n, "documents": args.documents, "summaries_per_doc": args.summaries_per_doc,
                      "mean_source_tokens": sum(source_lengths) / len(source_lengths), "groups": engine.num_groups,
                      "mean_generated_tokens": sum(lengths) / len(lengths), "max_generated_tokens": max(lengths),
-                     "pairs_scored_per_summary": results[0].num_pairs, "model": "BART-base-sized, random weights"},
-        "naive": {"seconds": naive_seconds, "summaries_per_second": n / naive_seconds, "phases": naive_timings},
-        "engine_without_shared_context_cache": {
-            "seconds": unshared_seconds, "summaries_per_second": n / unshared_seconds, "phases": unshared_timings},
-        "engine": {"seconds": engine_seconds, "summaries_per_second": n / engine_seconds, "phases": engine_timings},
-        "speedup": naive_seconds / engine_seconds,
-        "speedup_without_shared_context_cache": naive_seconds / unshared_seconds,
-        "max_abs_quals_difference": max(abs(a - r.quals) for a, r in zip(naive, results, strict=True)),
+                     "max_pairs": max_pairs, "mean_pairs_scored_per_summary": sum(scored) / n,
+                     "model": args.model or "BART-base-sized, random weights"},
+        **{name: {"seconds": seconds, "summaries_per_second": n / seconds, "speedup": naive_seconds / seconds,
+                  "phases": {k: v for k, v in timings.items() if k != "decoder_rows"},
+                  "decoder_rows": int(timings.get("decoder_rows", 0))} for name, (seconds, timings) in rows.items()},
+        "speedup": naive_seconds / rows["engine"][0],
+        "max_abs_quals_difference": max(differences, default=None),
+        **report,
     }
 
 
 def print_table(report: dict) -> None:
     workload = report["workload"]
-    print(f"\n{workload['pairs_scored_per_summary']} pairs scored per summary: {workload['summaries']} summaries, "
-          f"{workload['mean_source_tokens']:.0f}-token sources, {workload['groups']} groups, generated sequences of "
-          f"{workload['mean_generated_tokens']:.1f} tokens on average (max {workload['max_generated_tokens']})")
-    print(f"{'pipeline':<32}{'seconds':>10}{'summ/s':>10}{'generation s':>15}{'encoding s':>12}{'scoring s':>12}")
-    for name in ("naive", "engine_without_shared_context_cache", "engine"):
+    print(f"\n{workload['model']}: {workload['summaries']} summaries, "
+          f"{workload['mean_pairs_scored_per_summary']:.1f} pairs scored per summary (cap {workload['max_pairs']}), "
+          f"{workload['mean_source_tokens']:.0f}-token sources, "
+          f"{workload['groups']} groups, generated sequences of {workload['mean_generated_tokens']:.1f} tokens on "
+          f"average (max {workload['max_generated_tokens']})")
+    print(f"{'pipeline':<32}{'seconds':>9}{'summ/s':>9}{'speed-up':>10}{'generation s':>14}{'decoder rows':>14}"
+          f"{'encoding s':>12}{'scoring s':>11}")
+    for name, label in LABELS.items():
+        if name not in report:
+            continue
         row, phases = report[name], report[name]["phases"]
-        print(f"{LABELS[name]:<32}{row['seconds']:>10.1f}{row['summaries_per_second']:>10.3f}"
-              f"{phases.get('generation', 0):>15.1f}{phases.get('encoding', 0):>12.1f}"
-              f"{phases.get('scoring', 0):>12.1f}")
-    print(f"speed-up {report['speedup']:.2f}x ({report['speedup_without_shared_context_cache']:.2f}x without the "
-          f"shared context cache); max |QUALS difference| {report['max_abs_quals_difference']:.2e}")
+        print(f"{label:<32}{row['seconds']:>9.1f}{row['summaries_per_second']:>9.3f}{row['speedup']:>9.2f}x"
+              f"{phases.get('generation', 0):>14.1f}{row['decoder_rows']:>14,}{phases.get('encoding', 0):>12.1f}"
+              f"{phases.get('scoring', 0):>11.1f}")
+    print(f"max |QUALS difference| naive vs engine: {report['max_abs_quals_difference']:.2e}")
+    if "bfloat16_max_abs_quals_difference" in report:
+        print(f"max |QUALS difference| bfloat16 vs float32 engine: {report['bfloat16_max_abs_quals_difference']:.3f}")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--model", default=None, help="a trained QAGen folder (e.g. quals/models/mini) instead of the "
+                                                      "random BART-base-sized model")
     parser.add_argument("--documents", type=int, default=4)
     parser.add_argument("--summaries-per-doc", type=int, default=2)
     parser.add_argument("--source-tokens", type=int, default=400)
-    parser.add_argument("--eos-bias", type=float, default=7.0)
+    parser.add_argument("--eos-bias", type=float, default=7.0, help="random model only")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--max-batch-tokens", type=int, default=32768)
     parser.add_argument("--pairs", type=int, nargs="+", default=[10, 60],
-                        help="pairs kept and scored per summary, one workload each (of the 60 generated)")
+                        help="pairs kept and scored per summary (at most), one workload each")
+    parser.add_argument("--bf16", action="store_true", help="also time the engine with bfloat16 weights")
     parser.add_argument("--out", default=str(RESULTS / "speed.json"))
     args = parser.parse_args()
 
     with tempfile.TemporaryDirectory() as tmp:
-        path = build_model(Path(tmp) / "model", seed=0)
-        qagen = load_qagen(resolve_format(None, str(path)), args.device)
-        qagen.model.final_logits_bias[0, qagen.eos_id] = args.eos_bias  # sequences end at varied, realistic lengths
+        path = args.model or build_model(Path(tmp) / "model", seed=0)
+        qagens = [load_qagen(resolve_format(None, str(path)), args.device, dtype)
+                  for dtype in ["float32"] + (["bfloat16"] if args.bf16 else [])]
+        if args.model is None:
+            for qagen in qagens:  # sequences end at varied, realistic lengths
+                qagen.model.final_logits_bias[0, qagen.eos_id] = args.eos_bias
         summaries, sources = load_workload(args.documents, args.summaries_per_doc, args.source_tokens)
-        reports = [measure(qagen, args, pairs, summaries, sources) for pairs in args.pairs]
+        reports = [measure(qagens[0], args, pairs, summaries, sources, (qagens + [None])[1])
+                   for pairs in args.pairs]
 
     machine = {"device": args.device, "cpu_threads": torch.get_num_threads(), "torch": torch.__version__,
                "platform": platform.platform(),
