@@ -54,6 +54,17 @@ class SummaryScore:
         return out
 
 
+def unscored_reason(error: str | None) -> str:
+    """The reason an unscored summary is counted under: its error up to the first colon.
+
+    >>> unscored_reason("empty input: summary 3 is empty or whitespace only")
+    'empty input'
+    >>> unscored_reason(None)
+    'unknown'
+    """
+    return (error or "unknown").split(":")[0]
+
+
 @dataclass
 class CorpusSummary:
     """Aggregate over many summaries: the mean over scored ones, and how many could not be scored."""
@@ -69,7 +80,7 @@ class CorpusSummary:
         errors: dict[str, int] = {}
         for s in scores:
             if s.quals is None:
-                reason = (s.error or "unknown").split(":")[0]
+                reason = unscored_reason(s.error)
                 errors[reason] = errors.get(reason, 0) + 1
         mean = sum(values) / len(values) if values else None
         return cls(mean, len(values), len(scores) - len(values), errors)

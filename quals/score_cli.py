@@ -39,6 +39,7 @@ from tqdm.auto import tqdm
 from quals.config import QualsConfig
 from quals.distributed import ProcessInfo, broadcast_from_main, current_process, device_for, shutdown
 from quals.io import UNREADABLE, InputError, Row, count_rows, read_rows
+from quals.results import unscored_reason
 from quals.sharding import Plan, RunDirectory, RunMismatchError, file_identity, model_identity
 
 
@@ -279,7 +280,7 @@ class ScoreTally:
         if record.get("quals") is not None:
             self.values.append(record["quals"])
         else:
-            reason = (record.get("error") or "unknown").split(":")[0]
+            reason = unscored_reason(record.get("error"))
             self.reasons[reason] = self.reasons.get(reason, 0) + 1
 
     def table(self, seconds: float | None = None) -> str:
@@ -295,10 +296,3 @@ class ScoreTally:
             lines.append(f"{'time':<22}{seconds:.1f} s ({self.rows / max(seconds, 1e-9):.2f} summaries/s)")
         return "\n".join(["", "QUALS summary", "-" * 40, *lines])
 
-
-def summary_table(records: list[dict], seconds: float) -> str:
-    """The closing table for a list of records (kept for callers of the earlier API)."""
-    tally = ScoreTally()
-    for record in records:
-        tally.add(record)
-    return tally.table(seconds)
