@@ -4,9 +4,11 @@ Reports, on articles held out from training (the split saved as ``split.json`` b
 
 - token loss: teacher-forced mean negative log-likelihood per target token of the held-out reference pairs
   (the same number the training loop logs as ``eval_loss``, on every held-out pair instead of a sample);
-- answer-in-passage share: generated answers (diverse beam search, the scorer's decoder) that are substrings of
-  *their own* passage, next to the share found in a *different* held-out passage (what a passage-blind model
-  would get by chance), and the same two shares for question content words;
+- answer-in-passage share: generated answers (diverse beam search, the scorer's decoder) found in *their own*
+  passage, next to the share found in a *different* held-out passage (what a passage-blind model would get by
+  chance), and the same two shares for question content words. "Found" is the strict filter's test (word
+  boundaries after lower-casing and punctuation to spaces, so a WordPiece decoding "34. 8" matches "34.8"); the
+  raw lower-cased substring test of the reference filter is reported too;
 - a dozen sample pairs.
 
     python benchmarks/qagen_eval.py --model quals/models/mini --split /work/runs/mini-stage2/split.json
@@ -26,6 +28,7 @@ import torch
 from tqdm.auto import tqdm
 
 from quals.diverse_beam_search import diverse_beam_search
+from quals.filtering import normalize
 from quals.loading import load_qagen, resolve_format
 from quals.qagen_data import load_examples
 
@@ -38,6 +41,11 @@ STOPWORDS = frozenset(["the", "a", "an", "of", "in", "on", "at", "to", "for", "b
 
 def content_words(text: str) -> set[str]:
     return {w for w in re.findall(r"[a-z0-9]+", text.lower()) if w not in STOPWORDS and len(w) > 2}
+
+
+def found_in(answer: str, text: str) -> bool:
+    """The strict filter's answer test: a non-empty answer on word boundaries of the normalized text."""
+    return bool(normalize(answer)) and f" {normalize(answer)} " in f" {normalize(text)} "
 
 
 def token_loss(qagen, examples, batch: int = 16) -> float:
@@ -81,27 +89,29 @@ def evaluate(model: str, split: dict, squad: str, num_passages: int, groups: int
     chosen = rng.sample(passages, min(num_passages, len(passages)))
     others = [chosen[(i + 1) % len(chosen)] for i in range(len(chosen))]  # a different held-out passage
     generated = generate(qagen, chosen, groups, penalty)
-    counts = {"answers": 0, "answer_in_own": 0, "answer_in_other": 0, "top_in_own": 0, "top_in_other": 0,
-              "questions": 0, "question_overlap_own": 0, "question_overlap_other": 0, "passages_with_pairs": 0}
+    counts = {"answers": 0, "answer_in_own": 0, "answer_in_other": 0, "answer_substring_of_own": 0,
+              "answer_substring_of_other": 0, "top_in_own": 0, "top_in_other": 0, "questions": 0,
+              "question_overlap_own": 0, "question_overlap_other": 0, "passages_with_pairs": 0}
     samples = []
     for passage, other, pairs in zip(chosen, others, generated, strict=True):
         if not pairs:
             continue
         counts["passages_with_pairs"] += 1
-        own, alt = passage.lower(), other.lower()
-        counts["top_in_own"] += pairs[0][1].lower() in own and bool(pairs[0][1])
-        counts["top_in_other"] += pairs[0][1].lower() in alt and bool(pairs[0][1])
+        counts["top_in_own"] += found_in(pairs[0][1], passage)
+        counts["top_in_other"] += found_in(pairs[0][1], other)
         for question, answer in pairs:
             counts["answers"] += 1
-            counts["answer_in_own"] += bool(answer) and answer.lower() in own
-            counts["answer_in_other"] += bool(answer) and answer.lower() in alt
+            counts["answer_in_own"] += found_in(answer, passage)
+            counts["answer_in_other"] += found_in(answer, other)
+            counts["answer_substring_of_own"] += bool(answer) and answer.lower() in passage.lower()
+            counts["answer_substring_of_other"] += bool(answer) and answer.lower() in other.lower()
             counts["questions"] += 1
             words = content_words(question)
             counts["question_overlap_own"] += bool(words & content_words(passage))
             counts["question_overlap_other"] += bool(words & content_words(other))
         if len(samples) < 12:
             samples.append({"passage": passage[:200] + "...", "question": pairs[0][0], "answer": pairs[0][1],
-                            "answer_in_passage": pairs[0][1].lower() in own})
+                            "answer_in_passage": found_in(pairs[0][1], passage)})
     answers, tops = max(counts["answers"], 1), max(counts["passages_with_pairs"], 1)
     return {
         "model": model, "heldout_articles": split["heldout_articles"], "heldout_pairs": len(heldout),
@@ -109,6 +119,8 @@ def evaluate(model: str, split: dict, squad: str, num_passages: int, groups: int
         "diversity_penalty": penalty,
         "answer_in_own_passage": round(counts["answer_in_own"] / answers, 4),
         "answer_in_other_passage": round(counts["answer_in_other"] / answers, 4),
+        "answer_substring_of_own_passage": round(counts["answer_substring_of_own"] / answers, 4),
+        "answer_substring_of_other_passage": round(counts["answer_substring_of_other"] / answers, 4),
         "top_answer_in_own_passage": round(counts["top_in_own"] / tops, 4),
         "top_answer_in_other_passage": round(counts["top_in_other"] / tops, 4),
         "question_mentions_own_passage": round(counts["question_overlap_own"] / max(counts["questions"], 1), 4),
