@@ -1,4 +1,4 @@
-"""The QAGen model shipped inside the package (``quals/models/mini``), when there is one: offline, small, usable."""
+"""The QAGen model shipped inside the package (``quals/models/mini``): offline, small, and it reads its input."""
 
 from __future__ import annotations
 
@@ -7,12 +7,22 @@ from safetensors import safe_open
 
 from quals import QualsScorer
 from quals.bundled import BUNDLED_DIR, bundled_presets
+from quals.filtering import normalize
 
 
 MINI = BUNDLED_DIR / "mini"
-pytestmark = pytest.mark.skipif(
-    not (MINI / "quals_format.json").is_file(),
-    reason="no bundled QAGen model in quals/models/mini (docs/qagen.md explains why none ships yet)")
+pytestmark = pytest.mark.skipif(not (MINI / "quals_format.json").is_file(),
+                                reason="no bundled QAGen model in quals/models/mini (docs/qagen.md)")
+
+SOURCE = ("The council met in Leeds on Tuesday to discuss the budget. Mayor Jane Brown said 42 new buses would be "
+          "bought next year, and the old depot in Bradford would close in March.")
+FAITHFUL = "Mayor Jane Brown said 42 new buses would be bought next year."
+SWAPPED = "Mayor Jane Brown said 42 new trains would be bought next year."
+
+
+@pytest.fixture(scope="module")
+def mini(tmp_path_factory):
+    return QualsScorer(preset="mini", device="cpu", show_progress=False)
 
 
 def test_bundled_mini_is_small_fp16_and_a_preset():
@@ -23,12 +33,23 @@ def test_bundled_mini_is_small_fp16_and_a_preset():
         assert {str(f.get_slice(name).get_dtype()) for name in f.keys()} == {"F16"}  # noqa: SIM118
 
 
-@pytest.mark.slow
-def test_bundled_mini_scores_offline(monkeypatch):
+def test_bundled_mini_loads_without_network(monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setenv("TRANSFORMERS_OFFLINE", "1")
     scorer = QualsScorer(preset="mini", device="cpu", num_beam_groups=4, show_progress=False)
-    result = scorer.score(["The council met in Leeds on Tuesday."],
-                          ["The council met in Leeds on Tuesday to discuss the budget."], return_qa_pairs=True)[0]
-    assert result.num_generated == 4
-    assert result.quals is not None or result.error == "no QA pair survived filtering"
+    assert scorer.score([FAITHFUL], [SOURCE])[0].num_generated == 4
+
+
+def test_bundled_mini_asks_about_its_input(mini):
+    result = mini.score([FAITHFUL], [SOURCE], return_qa_pairs=True)[0]
+    assert result.num_pairs >= 3
+    summary_words = set(normalize(FAITHFUL).split()) - {"the", "a", "would", "be", "said"}
+    asking = [p for p in result.pairs if set(normalize(p.question).split()) & summary_words]
+    assert len(asking) >= len(result.pairs) // 2  # questions mention the summary's content
+
+
+def test_bundled_mini_scores_a_swapped_fact_lower(mini):
+    faithful, swapped = mini.score([FAITHFUL, SWAPPED], [SOURCE, SOURCE], return_qa_pairs=True)
+    assert faithful.quals > swapped.quals
+    least_supported = swapped.pairs[0]  # pairs are sorted least supported first
+    assert "trains" in normalize(least_supported.question + " " + least_supported.answer).split()
