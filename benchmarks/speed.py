@@ -8,8 +8,10 @@ each distinct source once and reuses its encoder states for every pair of every 
 teacher-forced scoring by token budget. It also computes the cross-attention keys/values of each context once
 (``QAGenModel.share_context_cache``): the first decoding step once per summary for its G groups, the source's
 keys/values once for all pairs scored on it; and groups that have written the same prefix share one decoder
-row (``QualsConfig.share_prefixes``). Two more rows switch each of these off, to show what it gives; the
-``decoder rows`` column counts the rows the generation fed to the decoder, summed over steps.
+row (``QualsConfig.share_prefixes``); and a pair that is exactly a generated sequence takes its LL_summary from
+the search's raw log-probabilities instead of a second teacher-forced pass (``reuse_search_logprobs``). Three
+more rows switch each of these off, to show what it gives; the ``decoder rows`` column counts the rows the
+generation fed to the decoder, summed over steps.
 
 Model: a BART-base-sized network (6+6 layers, d_model 768) with random weights and the 30,522-token BERT
 vocabulary of the MiniLM package. Random weights write no parseable QA pairs, so both pipelines treat each
@@ -66,8 +68,11 @@ class BenchmarkScorer(QualsScorer):
             ids = sequences[g, :length].tolist()
             target = self.qagen.target_from_ids(ids)
             leading = length - len(target.ids)
+            payload = {"target": target}
+            if target.ids == ids:  # as the scorer does: LL_summary can come from the search
+                payload["generated_logprobs"] = raw[g, :length]
             out.append(Candidate(f"sequence {g}", "", float(penalized[g, :length].sum()),
-                                 float(raw[g, leading:length].mean()), {"target": target}))
+                                 float(raw[g, leading:length].mean()), payload))
         return out, []
 
     def _generate(self, contexts):
@@ -117,21 +122,23 @@ def naive_quals(scorer: QualsScorer, summary: str, source: str, timings: dict[st
 
 
 LABELS = {"naive": "naive", "engine_without_shared_context_cache": "engine, no shared context cache",
-          "engine_without_prefix_sharing": "engine, no prefix sharing", "engine": "engine",
+          "engine_without_prefix_sharing": "engine, no prefix sharing",
+          "engine_without_search_logprobs": "engine, LL_summary re-scored", "engine": "engine",
           "engine_bfloat16": "engine, bfloat16 weights"}
 
 
 def run_engine(engine: BenchmarkScorer, summaries: list[str], sources: list[str], share_context_cache: bool = True,
-               share_prefixes: bool = True) -> tuple[float, dict[str, float], list]:
-    """One timed engine run from a cold source cache; returns seconds, phase timings and decoder rows."""
+               **config_switches) -> tuple[float, dict[str, float], list]:
+    """One timed engine run from a cold source cache, with some ``QualsConfig`` switches; returns seconds, phase
+    timings and decoder rows."""
+    config = engine.config
     engine.qagen.share_context_cache = share_context_cache
-    engine.config = dataclasses.replace(engine.config, share_prefixes=share_prefixes)
+    engine.config = dataclasses.replace(config, **config_switches)
     engine.timings, engine._source_cache, engine.decoder_rows = {}, type(engine._source_cache)(), 0
     start = time.perf_counter()
     results = engine.score(summaries, sources)
     seconds, timings = time.perf_counter() - start, {**engine.timings, "decoder_rows": engine.decoder_rows}
-    engine.qagen.share_context_cache = True
-    engine.config = dataclasses.replace(engine.config, share_prefixes=True)
+    engine.qagen.share_context_cache, engine.config = True, config
     engine.timings, engine._source_cache = {}, type(engine._source_cache)()
     return seconds, timings, results
 
@@ -184,7 +191,8 @@ def measure(qagen, args, max_pairs: int, summaries: list[str], sources: list[str
     naive = [naive_quals(engine, s, d, naive_timings, lengths) for s, d in zip(summaries, sources, strict=True)]
     rows = {"naive": (time.perf_counter() - start, naive_timings)}
     variants = {"engine_without_shared_context_cache": {"share_context_cache": False},
-                "engine_without_prefix_sharing": {"share_prefixes": False}, "engine": {}}
+                "engine_without_prefix_sharing": {"share_prefixes": False},
+                "engine_without_search_logprobs": {"reuse_search_logprobs": False}, "engine": {}}
     for name, switches in variants.items():
         seconds, timings, results = run_engine(engine, summaries, sources, **switches)
         rows[name] = (seconds, timings)

@@ -21,7 +21,7 @@ class QualsConfig:
     > Filtering and scoring
     filter_mode, max_pairs, ll_summary, long_source, window_overlap, max_source_tokens, max_source_windows
     > Throughput
-    max_batch_tokens, share_prefixes, show_progress
+    max_batch_tokens, share_prefixes, reuse_search_logprobs, show_progress
     """
 
     preset: str | None = field(default=None, metadata={"help": "QAGen preset (None: the model folder's own format, "
@@ -57,6 +57,10 @@ class QualsConfig:
     share_prefixes: bool = field(default=True, metadata={
         "help": "Beam groups that wrote the same tokens so far share one decoder row (exact, same scores; False: "
                 "one row per group, as the released code)."})
+    reuse_search_logprobs: bool = field(default=True, metadata={
+        "help": "LL_summary of a pair that is exactly a generated sequence is read from the search's raw "
+                "log-probabilities, the numbers a teacher-forced pass on the summary gives (exact, same scores; "
+                "False: a second forward pass for every pair)."})
     show_progress: bool = field(default=True, metadata={"help": "Show a progress bar."})
 
     def __post_init__(self) -> None:
@@ -85,5 +89,5 @@ class QualsConfig:
 
     def fingerprint(self) -> dict:
         """The settings that change scores (used to refuse mixing results of different configurations)."""
-        ignored = {"device", "show_progress", "max_batch_tokens", "share_prefixes"}
+        ignored = {"device", "show_progress", "max_batch_tokens", "share_prefixes", "reuse_search_logprobs"}
         return {f.name: getattr(self, f.name) for f in fields(self) if f.name not in ignored}

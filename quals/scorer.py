@@ -128,16 +128,19 @@ class QualsScorer:
 
         source_contexts = {src: self._source_windows(src) for src in dict.fromkeys(sources)}
         jobs = []  # (summary index, kept index, context, target, window)
+        summary_lp: dict[tuple[int, int], torch.Tensor] = {}
         for i, (kept, _) in enumerate(per_summary):
             for j, cand in enumerate(kept):
                 target = cand.payload["target"]
-                if self.config.ll_summary == "teacher_forced":
+                generated = cand.payload.get("generated_logprobs") if self.config.reuse_search_logprobs else None
+                if self.config.ll_summary == "teacher_forced" and generated is not None:
+                    summary_lp[i, j] = generated  # raw log-probs of exactly these ids given the summary
+                elif self.config.ll_summary == "teacher_forced":
                     jobs.append((i, j, summary_contexts[i], target, "summary"))
                 for w, window in enumerate(source_contexts[sources[i]][0]):
                     jobs.append((i, j, window, target, w))
         logprobs = self._token_logprobs([(job[2], job[3]) for job in jobs])
 
-        summary_lp: dict[tuple[int, int], torch.Tensor] = {}
         source_lp: dict[tuple[int, int], tuple[torch.Tensor, int]] = {}
         for (i, j, _, _, where), lp in zip(jobs, logprobs, strict=True):
             if where == "summary":
@@ -219,8 +222,10 @@ class QualsScorer:
             target = qagen.target_from_ids(ids)
             leading = length - len(target.ids) + target.num_unscored  # generated ids that are not scored
             question, answer = pairs[0]
-            candidates.append(Candidate(question, answer, search_score, float(raw[g, leading:length].mean()), {
-                "target": target, "penalized": penalized[g, leading:length], "search_score": search_score}))
+            payload = {"target": target, "penalized": penalized[g, leading:length], "search_score": search_score}
+            if target.ids == ids:  # the target is the generated sequence: the search already teacher-forced it
+                payload["generated_logprobs"] = raw[g, leading:length]
+            candidates.append(Candidate(question, answer, search_score, float(raw[g, leading:length].mean()), payload))
         return candidates, rejected
 
     def _source_windows(self, source: str) -> tuple[list[Context], int]:

@@ -124,6 +124,25 @@ def test_results_explain_each_pair_and_are_deterministic(trained_qagen_path):
     assert all(r.reason for r in first.rejected)
 
 
+def test_ll_summary_read_from_the_search_equals_a_second_teacher_forced_pass(trained_qagen_path, monkeypatch):
+    """A pair that is exactly a generated sequence takes its LL_summary from the search's raw log-probs."""
+    rows = []
+    reused = QualsScorer(model=trained_qagen_path, device="cpu", show_progress=False)
+    forced = QualsScorer(model=trained_qagen_path, device="cpu", show_progress=False, reuse_search_logprobs=False)
+    for scorer in (reused, forced):
+        count = scorer._token_logprobs
+        monkeypatch.setattr(scorer, "_token_logprobs", lambda jobs, count=count: rows.append(len(jobs)) or count(jobs))
+    a = reused.score(SUMMARIES, [SOURCE] * 4, return_qa_pairs=True)
+    b = forced.score(SUMMARIES, [SOURCE] * 4, return_qa_pairs=True)
+    num_pairs = sum(r.num_pairs for r in a)
+    assert num_pairs > 0 and rows == [num_pairs, 2 * num_pairs]  # source windows only, vs source + summary
+    for x, y in zip(a, b, strict=True):
+        assert x.quals == pytest.approx(y.quals, abs=1e-5)
+        for p, q in zip(x.pairs, y.pairs, strict=True):
+            assert (p.question, p.answer) == (q.question, q.answer)
+            assert p.summary_logprobs == pytest.approx(q.summary_logprobs, abs=1e-5)
+
+
 def test_parity_mode_uses_the_penalized_search_score(trained_qagen_path):
     parity = QualsScorer(QualsConfig.paper_parity(model=trained_qagen_path, num_beam_groups=6, max_new_tokens=12,
                                                   min_new_tokens=3), device="cpu", show_progress=False)
