@@ -21,7 +21,7 @@ SWAPPED = "Mayor Jane Brown said 42 new trains would be bought next year."
 
 
 @pytest.fixture(scope="module")
-def mini(tmp_path_factory):
+def mini():
     return QualsScorer(preset="mini", device="cpu", show_progress=False)
 
 
