@@ -11,7 +11,7 @@ Reports, on articles held out from training (the split saved as ``split.json`` b
   raw lower-cased substring test of the reference filter is reported too;
 - a dozen sample pairs.
 
-    python benchmarks/qagen_eval.py --model quals/models/mini --split /work/runs/mini-stage2/split.json
+    python benchmarks/qagen_eval.py --model quals/models/mini          # its split.json says what was held out
 """
 
 from __future__ import annotations
@@ -133,7 +133,8 @@ def evaluate(model: str, split: dict, squad: str, num_passages: int, groups: int
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", default="quals/models/mini")
-    parser.add_argument("--split", required=True, help="split.json written by quals train-qagen")
+    parser.add_argument("--split", default=None, help="split.json written by quals train-qagen (default: the "
+                                                       "model folder's own)")
     parser.add_argument("--squad", default="../shared/data/squad/dev-v1.1.reconstructed.json")
     parser.add_argument("--passages", type=int, default=60, help="held-out passages to generate from")
     parser.add_argument("--groups", type=int, default=5, help="diverse-beam groups per passage")
@@ -144,7 +145,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
-    result = evaluate(args.model, json.loads(Path(args.split).read_text()), args.squad, args.passages, args.groups,
+    split = Path(args.split or Path(args.model) / "split.json")
+    if not split.is_file():
+        parser.error(f"no split file at {split}: pass --split (the split.json that quals train-qagen wrote)")
+    result = evaluate(args.model, json.loads(split.read_text()), args.squad, args.passages, args.groups,
                       args.penalty, args.seed)
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(result, indent=2) + "\n")

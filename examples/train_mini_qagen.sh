@@ -32,4 +32,4 @@ quals train-qagen "${COMMON[@]}" "${CLOZE[@]}" --base runs/mini-stage1b --crop-s
 mkdir -p quals/models/mini
 cp runs/mini-stage2/{config.json,generation_config.json,model.safetensors,quals_format.json,split.json} \
    runs/mini-stage2/{tokenizer.json,tokenizer_config.json,training_log.json} quals/models/mini/
-python benchmarks/qagen_eval.py --model quals/models/mini --split quals/models/mini/split.json --threads 2
+python benchmarks/qagen_eval.py --model quals/models/mini --threads 2
