@@ -194,6 +194,8 @@ def test_cli_on_a_hostile_file_scores_every_good_row_and_reports_every_bad_one(t
         assert records[index]["quals"] is None and f"summary {index} is empty" in records[index]["error"]
     for index in (0, 3, 4, 5, 8, 12):
         assert records[index]["error"] in (None, "no QA pair survived filtering")
-    assert records[0]["quals"] is not None and records[0]["quals"] == records[6]["quals"] == records[12]["quals"]
+    assert records[0]["quals"] is not None  # the same row three times, in different batches: the same score
+    for copy in (6, 12):
+        assert records[copy]["quals"] == pytest.approx(records[0]["quals"], abs=1e-6)
     assert records[0]["id"] == "good" and "x" not in records[8]
     assert "unreadable row" in capsys.readouterr().err

@@ -46,6 +46,18 @@ def read_lines(path: Path) -> list[str]:
     return path.read_text(encoding="utf-8").splitlines()
 
 
+def assert_same_records(got: list[str], expected: list[str]) -> None:
+    """Record for record: every field equal, QUALS to 1e-6 (LL_summary comes from the search, whose floating-point
+    rounding depends on the thread count and on the other summaries decoded alongside)."""
+    assert len(got) == len(expected)
+    for line, reference in zip(got, expected, strict=True):
+        a, b = json.loads(line), json.loads(reference)
+        assert {**a, "quals": None} == {**b, "quals": None}
+        assert (a["quals"] is None) == (b["quals"] is None)
+        if a["quals"] is not None:
+            assert a["quals"] == pytest.approx(b["quals"], abs=1e-6)
+
+
 @pytest.mark.slow
 def test_two_process_torchrun_run_matches_one_process_row_for_row(tmp_path, model):
     corpus = write_corpus(tmp_path / "corpus.jsonl", documents=20)  # 60 rows, 8 blocks of 8
@@ -58,7 +70,7 @@ def test_two_process_torchrun_run_matches_one_process_row_for_row(tmp_path, mode
 
     one, two = read_lines(tmp_path / "one" / "scores.jsonl"), read_lines(tmp_path / "two" / "scores.jsonl")
     assert len(two) == 60 and [json.loads(line)["index"] for line in two] == list(range(60))
-    assert two == one  # same scores, same QA pair counts, same errors: byte for byte
+    assert_same_records(two, one)  # same scores, same QA pair counts, same errors
     parts = sorted((tmp_path / "two" / "parts").iterdir())
     assert [p.name for p in parts] == ["attempt-000.rank-00000.jsonl", "attempt-000.rank-00001.jsonl"]
     assert [len(read_lines(p)) for p in parts] == [32, 28]  # blocks 0,2,4,6 and 1,3,5,7 (the last has 4 rows)
@@ -89,7 +101,8 @@ def test_killed_run_restarts_where_it_stopped_and_ends_as_an_uninterrupted_run(t
     assert 24 <= len(written) < 120
 
     assert score(corpus, f"{tmp_path}/run/", model, "--block-size", "8") == 1  # the same command again
-    assert read_lines(tmp_path / "run" / "scores.jsonl") == read_lines(tmp_path / "reference" / "scores.jsonl")
+    assert_same_records(read_lines(tmp_path / "run" / "scores.jsonl"),
+                        read_lines(tmp_path / "reference" / "scores.jsonl"))
     attempts = json.loads((tmp_path / "run" / "run.json").read_text())["attempts"]
     done_before = len(written) - len(written) % 8  # whole blocks only
     assert attempts[1]["done_rows"] == done_before and attempts[1]["pending_rows"] == 120 - done_before
