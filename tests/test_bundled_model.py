@@ -53,3 +53,12 @@ def test_bundled_mini_scores_a_swapped_fact_lower(mini):
     assert faithful.quals > swapped.quals
     least_supported = swapped.pairs[0]  # pairs are sorted least supported first
     assert "trains" in normalize(least_supported.question + " " + least_supported.answer).split()
+
+
+def test_evaluate_loads_the_bundled_preset_by_config_name(monkeypatch):
+    import evaluate
+
+    monkeypatch.chdir(BUNDLED_DIR.parent.parent)  # the checkout's root, where metrics/quals lives
+    metric = evaluate.load("metrics/quals", config_name="mini", device="cpu")
+    out = metric.compute(predictions=[FAITHFUL, SWAPPED], sources=[SOURCE, SOURCE])
+    assert out["num_scored"] == 2 and out["quals"][0] > out["quals"][1]
