@@ -185,9 +185,12 @@ def load_workload(documents: int, per_doc: int, source_tokens: int, tokenizer) -
 
 
 def measure(qagen, args, max_pairs: int, summaries: list[str], sources: list[str], bf16_qagen=None) -> dict:
-    """Naive port and engine variants: one workload, same model, same run, same QUALS values (checked)."""
+    """Naive port and engine variants: one workload, same model, same run, same QUALS values (checked).
+
+    Sources longer than the model's input are truncated in both (the released code's choice; the engine's default,
+    the best of overlapping windows, would score more)."""
     config = QualsConfig(model=qagen.format.model, device=args.device, filter_mode="reference", max_pairs=max_pairs,
-                         max_batch_tokens=args.max_batch_tokens, show_progress=False)
+                         long_source="truncate", max_batch_tokens=args.max_batch_tokens, show_progress=False)
     engine = BenchmarkScorer(config, qagen=qagen)
     engine.take_all_sequences = args.model is None
     engine.timings = {}
