@@ -114,6 +114,9 @@ def load_model_and_tokenizer(config: TrainQAGenConfig, fmt):
     """The base model (seq2seq, or warm-started from an encoder) and its tokenizer with the separator added."""
     tokenizer = AutoTokenizer.from_pretrained(config.base)
     if getattr(AutoConfig.from_pretrained(config.base), "is_encoder_decoder", False):
+        if config.decoder_layers is not None or config.cross_attention_init != "random":
+            raise ValueError("--decoder-layers and --cross-attention-init shape a warm start from an encoder; "
+                             f"{config.base} is already a seq2seq model")
         model = AutoModelForSeq2SeqLM.from_pretrained(config.base, dtype=torch.float32)
     else:
         from quals.warm_start import warm_start

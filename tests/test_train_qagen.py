@@ -125,6 +125,13 @@ def test_cross_attention_can_start_as_a_copy_of_self_attention(bert_folder):
         warm_start(str(bert_folder), "bart", None, cross_attention_init="zeros")
 
 
+def test_warm_start_options_on_a_seq2seq_base_are_refused(trained_qagen_path, tmp_path):
+    config = TrainQAGenConfig(train=[], base=trained_qagen_path, out=str(tmp_path),
+                              cross_attention_init="self-attention")
+    with pytest.raises(ValueError, match="already a seq2seq model"):
+        load_model_and_tokenizer(config, get_preset("paper"))
+
+
 def test_bart_from_bert_encoder_is_exactly_bert(bert_folder):
     bert = BertModel.from_pretrained(bert_folder).eval()
     bart = bart_from_bert(bert, decoder_layers=1, decoder_start_id=2, eos_id=3, pad_id=0).eval()
