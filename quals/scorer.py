@@ -223,8 +223,8 @@ class QualsScorer:
             leading = length - len(target.ids) + target.num_unscored  # generated ids that are not scored
             question, answer = pairs[0]
             payload = {"target": target, "penalized": penalized[g, leading:length], "search_score": search_score}
-            if target.ids == ids:  # the target is the generated sequence: the search already teacher-forced it
-                payload["generated_logprobs"] = raw[g, leading:length]
+            if target.ids == ids and qagen.terminal_alternative_id is None:  # the search already teacher-forced it
+                payload["generated_logprobs"] = raw[g, leading:length]  # (a merged terminator scores differently)
             candidates.append(Candidate(question, answer, search_score, float(raw[g, leading:length].mean()), payload))
         return candidates, rejected
 
