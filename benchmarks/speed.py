@@ -43,7 +43,7 @@ from transformers import AutoTokenizer, BartConfig, BartForConditionalGeneration
 
 from quals import QualsConfig, QualsScorer
 from quals.diverse_beam_search import KeepAllRows, diverse_beam_search
-from quals.filtering import Candidate, filter_pairs
+from quals.filtering import filter_pairs
 from quals.formats import QAFormat
 from quals.loading import load_qagen, resolve_format
 from quals.testing import save_qagen
@@ -63,17 +63,8 @@ class BenchmarkScorer(QualsScorer):
     def _candidates(self, sequences, raw, penalized, lengths):
         if not self.take_all_sequences:
             return super()._candidates(sequences, raw, penalized, lengths)
-        out = []
-        for g, length in enumerate(lengths):
-            ids = sequences[g, :length].tolist()
-            target = self.qagen.target_from_ids(ids)
-            leading = length - len(target.ids)
-            payload = {"target": target}
-            if target.ids == ids:  # as the scorer does: LL_summary can come from the search
-                payload["generated_logprobs"] = raw[g, :length]
-            out.append(Candidate(f"sequence {g}", "", float(penalized[g, :length].sum()),
-                                 float(raw[g, leading:length].mean()), payload))
-        return out, []
+        return [self._sequence_candidate(f"sequence {g}", "", sequences[g, :length].tolist(), raw[g, :length],
+                                         penalized[g, :length]) for g, length in enumerate(lengths)], []
 
     def _generate(self, contexts):
         return self._timed("generation", super()._generate, contexts)

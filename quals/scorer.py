@@ -219,14 +219,20 @@ class QualsScorer:
                     candidates.append(Candidate(question, answer, search_score, float(raw[g, :length].mean()),
                                                 {"target": qagen.target(question, answer)}))
                 continue
-            target = qagen.target_from_ids(ids)
-            leading = length - len(target.ids) + target.num_unscored  # generated ids that are not scored
-            question, answer = pairs[0]
-            payload = {"target": target, "penalized": penalized[g, leading:length], "search_score": search_score}
-            if target.ids == ids and qagen.terminal_alternative_id is None:  # the search already teacher-forced it
-                payload["generated_logprobs"] = raw[g, leading:length]  # (a merged terminator scores differently)
-            candidates.append(Candidate(question, answer, search_score, float(raw[g, leading:length].mean()), payload))
+            candidates.append(self._sequence_candidate(*pairs[0], ids, raw[g, :length], penalized[g, :length]))
         return candidates, rejected
+
+    def _sequence_candidate(self, question: str, answer: str, ids: list[int], raw: torch.Tensor,
+                            penalized: torch.Tensor) -> Candidate:
+        """The candidate whose target is one whole generated sequence ``ids`` (raw/penalized log-probs ``[T]``)."""
+        qagen = self.qagen
+        target = qagen.target_from_ids(ids)
+        leading = len(ids) - len(target.ids) + target.num_unscored  # generated ids that are not scored
+        search_score = float(penalized.sum())
+        payload = {"target": target, "penalized": penalized[leading:], "search_score": search_score}
+        if target.ids == ids and qagen.terminal_alternative_id is None:  # the search already teacher-forced it
+            payload["generated_logprobs"] = raw[leading:]  # (a merged terminator scores its last token differently)
+        return Candidate(question, answer, search_score, float(raw[leading:].mean()), payload)
 
     def _source_windows(self, source: str) -> tuple[list[Context], int]:
         """Encoded windows of a source (only the first in 'truncate' mode) and the number of windows it needs.
