@@ -15,18 +15,20 @@ class QualsConfig:
     """Settings of the QUALS metric.
 
     > Model
-    preset, model, device, dtype, qa_separator
+    preset, model, gguf_file, device, dtype, qa_separator
     > Question-answer generation (diverse beam search)
     num_beam_groups, diversity_penalty, penalty_candidates, min_new_tokens, max_new_tokens
     > Filtering and scoring
     filter_mode, max_pairs, ll_summary, long_source, window_overlap, max_source_tokens, max_source_windows
     > Throughput
-    max_batch_tokens, share_prefixes, reuse_search_logprobs, show_progress
+    max_batch_tokens, share_context_cache, share_prefixes, reuse_search_logprobs, show_progress
     """
 
     preset: str | None = field(default=None, metadata={"help": "QAGen preset (None: the model folder's own format, "
                                                                "else the default preset lmqg-t5-base)."})
     model: str | None = field(default=None, metadata={"help": "Hub id or local folder overriding the preset's model."})
+    gguf_file: str | None = field(default=None, metadata={"help": "GGUF file inside the --model folder or repo "
+                                                                  "(dequantized once, cached as safetensors)."})
     device: str | None = field(default=None, metadata={"help": "cpu, cuda, cuda:1, mps; None picks cuda/mps/cpu."})
     dtype: str = field(default="float32", metadata={"help": "float32, bfloat16 or float16 weights; log-softmax "
                                                             "is always float32."})
@@ -54,6 +56,10 @@ class QualsConfig:
                 "which are then marked 'truncated'); None: all."})
     max_batch_tokens: int = field(default=32768, metadata={"help": "Token budget of one forward batch "
                                                                    "(rows x padded length)."})
+    share_context_cache: bool = field(default=True, metadata={
+        "help": "Compute what a context gives every row that reads it once (an encoder's cross-attention keys and "
+                "values, a causal LM's prompt cache) and share it across beam groups and scored pairs (exact, same "
+                "scores; False: every row computes its own, as the released code does)."})
     share_prefixes: bool = field(default=True, metadata={
         "help": "Beam groups that wrote the same tokens so far share one decoder row (exact, same scores; False: "
                 "one row per group, as the released code)."})
@@ -89,5 +95,6 @@ class QualsConfig:
 
     def fingerprint(self) -> dict:
         """The settings that change scores (used to refuse mixing results of different configurations)."""
-        ignored = {"device", "show_progress", "max_batch_tokens", "share_prefixes", "reuse_search_logprobs"}
+        ignored = {"device", "show_progress", "max_batch_tokens", "share_context_cache", "share_prefixes",
+                   "reuse_search_logprobs"}
         return {f.name: getattr(self, f.name) for f in fields(self) if f.name not in ignored}

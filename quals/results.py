@@ -20,6 +20,7 @@ class QAPair:
     summary_logprobs: list[float]  # per-token log-probabilities given the summary (teacher forced)
     search_score: float | None = None  # penalized cumulative generation score, when the pair came from one sequence
     source_window: int = 0  # which source window gave ll_source
+    answer_start: int = 0  # index in ``tokens`` of the first answer token (after the separator)
 
     @property
     def quals(self) -> float:

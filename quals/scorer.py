@@ -43,13 +43,13 @@ class QualsScorer:
     """
 
     def __init__(self, config: QualsConfig | None = None, *, qagen: QAGenModel | None = None,
-                 source_cache_size: int = 256, **overrides):
+                 source_cache_size: int = 256, source_cache_bytes: int = 2 << 30, **overrides):
         self.config = dataclasses.replace(config or QualsConfig(), **overrides)
         self.format = qagen.format if qagen is not None else resolve_format(
-            self.config.preset, self.config.model, self.config.qa_separator)
+            self.config.preset, self.config.model, self.config.qa_separator, self.config.gguf_file)
         self._qagen = qagen
         self._source_cache: OrderedDict[str, tuple[list[Context], int]] = OrderedDict()
-        self._source_cache_size = source_cache_size
+        self._source_cache_size, self._source_cache_bytes = source_cache_size, source_cache_bytes
         self.source_encodings = 0  # sources encoded (cache misses) ...
         self.source_cache_hits = 0  # ... and sources found already encoded, for throughput reports
         self.decoder_rows = 0  # rows the QA generation fed to the decoder, summed over steps
@@ -177,11 +177,11 @@ class QualsScorer:
         target: Target = cand.payload["target"]
         if summary_lp is None:  # parity: LL_summary from the penalized search score
             summary_lp = cand.payload["penalized"]
-        tokens = self.qagen.tokenizer.convert_ids_to_tokens(target.ids[target.num_unscored:])
+        tokens = self.qagen.tokenizer.convert_ids_to_tokens(target.ids[target.num_unscored:])[: len(source_lp)]
         return QAPair(question=cand.question, answer=cand.answer, ll_source=float(source_lp.mean()),
                       ll_summary=float(summary_lp.mean()), tokens=tokens, source_logprobs=source_lp.tolist(),
                       summary_logprobs=summary_lp.tolist(), search_score=cand.payload.get("search_score"),
-                      source_window=window)
+                      source_window=window, answer_start=self.qagen.answer_start(target))
 
     def _generate(self, contexts: list[Context]) -> list[tuple[list[Candidate], list[Rejection]]]:
         """Diverse beam search on the summaries, batched by token budget; returns parsed candidates."""
@@ -192,7 +192,8 @@ class QualsScorer:
         for start in range(0, len(contexts), batch):
             batch_contexts = contexts[start: start + batch]
             search = diverse_beam_search(
-                qagen.stepper(batch_contexts, groups), len(batch_contexts), groups, self.diversity_penalty,
+                qagen.stepper(batch_contexts, groups, self.config.share_context_cache), len(batch_contexts), groups,
+                self.diversity_penalty,
                 self.min_new_tokens, self.max_new_tokens, qagen.eos_id, qagen.pad_id, self.config.penalty_candidates,
                 self.config.share_prefixes)
             self.decoder_rows += search.decoder_rows
@@ -228,10 +229,11 @@ class QualsScorer:
         qagen = self.qagen
         target = qagen.target_from_ids(ids)
         leading = len(ids) - len(target.ids) + target.num_unscored  # generated ids that are not scored
+        scored = slice(leading, len(ids) - (qagen.format.terminator == "exclude"))  # positions a score counts
         search_score = float(penalized.sum())
-        payload = {"target": target, "penalized": penalized[leading:], "search_score": search_score}
-        if target.ids == ids and qagen.terminal_alternative_id is None:  # the search already teacher-forced it
-            payload["generated_logprobs"] = raw[leading:]  # (a merged terminator scores its last token differently)
+        payload = {"target": target, "penalized": penalized[scored], "search_score": search_score}
+        if target.ids == ids and qagen.format.terminator != "merged":  # the search already teacher-forced it
+            payload["generated_logprobs"] = raw[scored]  # (a merged terminator scores its last token differently)
         return Candidate(question, answer, search_score, float(raw[leading:].mean()), payload)
 
     def _source_windows(self, source: str) -> tuple[list[Context], int]:
@@ -252,8 +254,11 @@ class QualsScorer:
         self.source_encodings += 1
         entry = (self._encode(windows), needed)
         self._source_cache[source] = entry
-        if len(self._source_cache) > self._source_cache_size:
-            self._source_cache.popitem(last=False)
+        held = sum(c.nbytes for contexts, _ in self._source_cache.values() for c in contexts)
+        while len(self._source_cache) > 1 and (len(self._source_cache) > self._source_cache_size
+                                               or held > self._source_cache_bytes):
+            evicted, _ = self._source_cache.popitem(last=False)[1]
+            held -= sum(c.nbytes for c in evicted)
         return entry
 
     # ------------------------------------------------------------------ batching
@@ -273,7 +278,8 @@ class QualsScorer:
         order = sorted(range(len(jobs)), key=cost, reverse=True)
         out: list[torch.Tensor | None] = [None] * len(jobs)
         for batch in _budget_batches(order, cost, self.config.max_batch_tokens):
-            rows = self.qagen.token_logprobs([jobs[k][0] for k in batch], [jobs[k][1] for k in batch])
+            rows = self.qagen.token_logprobs([jobs[k][0] for k in batch], [jobs[k][1] for k in batch],
+                                             self.config.share_context_cache)
             for k, lp in zip(batch, rows, strict=True):
                 out[k] = lp
         return out

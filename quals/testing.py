@@ -13,6 +13,7 @@ True
 
 from __future__ import annotations
 
+import json
 import random
 import shutil
 from dataclasses import dataclass
@@ -30,7 +31,7 @@ from transformers import (
     T5ForConditionalGeneration,
 )
 
-from quals.bundled import save_format
+from quals.bundled import save_qagen
 from quals.formats import QAFormat
 
 
@@ -84,15 +85,6 @@ def tiny_gpt2(vocab_size: int, d_model: int = 64, layers: int = 2, seed: int = 0
     return GPT2LMHeadModel(config)
 
 
-def save_qagen(model, tokenizer, path: str | Path, fmt: QAFormat) -> Path:
-    """Save model, tokenizer and format so ``QualsScorer(model=path)`` loads it with no preset."""
-    path = Path(path)
-    model.save_pretrained(path)
-    tokenizer.save_pretrained(path)
-    save_format(fmt.replace(model=str(path)), path)
-    return path
-
-
 @dataclass(frozen=True)
 class Fact:
     person: str
@@ -128,6 +120,9 @@ class SyntheticWorld:
                 (f"when did {fact.person} visit {fact.city} ?", fact.day)]
 
 
+RANDOM_FORMAT = QAFormat(name="random-tiny", model="", max_source_tokens=64, max_new_tokens=10, min_new_tokens=2,
+                         num_beam_groups=4)
+
 TINY_FORMAT = QAFormat(name="tiny-synthetic", model="", max_source_tokens=64, max_new_tokens=12, min_new_tokens=3,
                        num_beam_groups=6, diversity_penalty=0.5)
 
@@ -157,23 +152,146 @@ def train_tiny_qagen(path: str | Path, steps: int = 300, seed: int = 0, arch: st
     return save_qagen(model, tokenizer, path, TINY_FORMAT)
 
 
-def tiny_qagen(cache_dir: str | Path | None = None, seed: int = 0) -> Path:
+def tiny_qagen(cache_dir: str | Path | None = None, seed: int = 0, kind: str = "seq2seq") -> Path:
     """A tiny QAGen trained on the synthetic world, trained once and cached on disk (~15 s the first time).
 
     For runnable examples, demos and tests with no network: it writes "who visited paris ? <sep> alice"
-    style pairs, so faithful synthetic summaries score higher than ones with a swapped entity.
+    style pairs, so faithful synthetic summaries score higher than ones with a swapped entity. ``kind="causal"``:
+    a tiny Llama with a ChatML chat template (``train_tiny_causal_qagen``).
     """
     import tempfile
 
     import transformers
 
-    tag = f"quals-tiny-qagen-v1-seed{seed}-tf{transformers.__version__}-torch{torch.__version__}"
+    version = {"seq2seq": "v1", "causal": "causal-v1"}[kind]
+    tag = f"quals-tiny-qagen-{version}-seed{seed}-tf{transformers.__version__}-torch{torch.__version__}"
     path = Path(cache_dir or tempfile.gettempdir()) / tag
     if not (path / "quals_format.json").is_file():
         tmp = path.with_name(path.name + f".tmp{random.randrange(1 << 30)}")
-        train_tiny_qagen(tmp, seed=seed)
+        (train_tiny_causal_qagen if kind == "causal" else train_tiny_qagen)(tmp, seed=seed)
         if path.exists():  # another process finished first
             shutil.rmtree(tmp, ignore_errors=True)
         else:
             tmp.rename(path)
     return path
+
+
+# ---------------------------------------------------------------------------------------------- causal LMs
+CHATML = ("{% for message in messages %}{{ '<|im_start|>' + message['role'] + '\\n' + message['content'] + "
+          "'<|im_end|>' + '\\n' }}{% endfor %}"
+          "{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}")
+CHAT_SPECIALS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]  # ids 0, 1, 2
+
+CHAT_FORMAT = QAFormat(name="tiny-chat", model="", chat=True, question_prefix="question: ", qa_separator=" answer: ",
+                       input_template="{passage}\nWrite a question and its answer.", stop_at_newline=True,
+                       max_source_tokens=96, max_new_tokens=14, min_new_tokens=2, num_beam_groups=4)
+
+
+def chat_tokenizer(vocab_size: int = 640) -> PreTrainedTokenizerFast:
+    """A byte-level BPE tokenizer trained here on the synthetic world's words, with a ChatML chat template."""
+    from tokenizers import decoders, trainers
+
+    words = " ".join(WORDS + PEOPLE + CITIES + DAYS + [" " + w for w in WORDS + PEOPLE + CITIES + DAYS])
+    corpus = [words] * 4 + ["question: answer: Write a question and its answer.\n"] * 8
+    backend = Tokenizer(models.BPE())
+    backend.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    backend.decoder = decoders.ByteLevel()
+    backend.post_processor = processors.ByteLevel(trim_offsets=False)
+    backend.train_from_iterator(corpus, trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=CHAT_SPECIALS,
+                                                            initial_alphabet=pre_tokenizers.ByteLevel.alphabet()))
+    tokenizer = PreTrainedTokenizerFast(tokenizer_object=backend, eos_token="<|im_end|>", pad_token="<|endoftext|>",
+                                        model_max_length=4096)
+    tokenizer.chat_template = CHATML
+    return tokenizer
+
+
+def tiny_causal_lm(vocab_size: int, arch: str = "llama", d_model: int = 64, layers: int = 2, seed: int = 0):
+    """A randomly initialised tiny Llama or Qwen2 (grouped-query attention, rotary positions)."""
+    from transformers import LlamaConfig, LlamaForCausalLM, Qwen2Config, Qwen2ForCausalLM
+
+    torch.manual_seed(seed)
+    classes = {"llama": (LlamaConfig, LlamaForCausalLM), "qwen2": (Qwen2Config, Qwen2ForCausalLM)}
+    config_class, model_class = classes[arch]
+    config = config_class(vocab_size=vocab_size, hidden_size=d_model, intermediate_size=2 * d_model,
+                          num_hidden_layers=layers, num_attention_heads=4, num_key_value_heads=2,
+                          max_position_embeddings=2048, bos_token_id=1, eos_token_id=2, pad_token_id=0,
+                          tie_word_embeddings=False)
+    return model_class(config)
+
+
+def write_gguf(model, tokenizer, path: str | Path) -> Path:
+    """Write a tiny Qwen2 model and its byte-level BPE tokenizer as an unquantized (F32) GGUF file."""
+    import gguf
+    import numpy as np
+
+    config, path = model.config, Path(path)
+    writer = gguf.GGUFWriter(str(path), "qwen2")
+    writer.add_block_count(config.num_hidden_layers)
+    writer.add_context_length(config.max_position_embeddings)
+    writer.add_embedding_length(config.hidden_size)
+    writer.add_feed_forward_length(config.intermediate_size)
+    writer.add_head_count(config.num_attention_heads)
+    writer.add_head_count_kv(config.num_key_value_heads)
+    writer.add_rope_freq_base(config.rope_parameters["rope_theta"])
+    writer.add_layer_norm_rms_eps(config.rms_norm_eps)
+    vocab = sorted(tokenizer.get_vocab().items(), key=lambda item: item[1])
+    special = set(tokenizer.all_special_tokens)
+    writer.add_tokenizer_model("gpt2")
+    writer.add_tokenizer_pre("qwen2")
+    writer.add_token_list([token for token, _ in vocab])
+    writer.add_token_types([3 if token in special else 1 for token, _ in vocab])
+    merges = json.loads(tokenizer.backend_tokenizer.to_str())["model"]["merges"]
+    writer.add_token_merges([m if isinstance(m, str) else " ".join(m) for m in merges])
+    writer.add_eos_token_id(tokenizer.eos_token_id)
+    writer.add_pad_token_id(tokenizer.pad_token_id)
+    writer.add_bos_token_id(tokenizer.pad_token_id)
+    writer.add_add_bos_token(False)
+    writer.add_chat_template(tokenizer.chat_template)
+    names = {"model.embed_tokens": "token_embd", "model.norm": "output_norm", "lm_head": "output",
+             "self_attn.q_proj": "attn_q", "self_attn.k_proj": "attn_k", "self_attn.v_proj": "attn_v",
+             "self_attn.o_proj": "attn_output", "mlp.gate_proj": "ffn_gate", "mlp.up_proj": "ffn_up",
+             "mlp.down_proj": "ffn_down", "input_layernorm": "attn_norm", "post_attention_layernorm": "ffn_norm"}
+    for name, tensor in model.state_dict().items():
+        stem, kind = name.rsplit(".", 1)
+        if stem.startswith("model.layers."):
+            _, _, layer, rest = stem.split(".", 3)
+            stem = f"blk.{layer}.{names[rest]}"
+        else:
+            stem = names[stem]
+        writer.add_tensor(f"{stem}.{kind}", tensor.detach().float().numpy().astype(np.float32))
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+    return path
+
+
+def train_tiny_causal_qagen(path: str | Path, steps: int = 250, seed: int = 0, arch: str = "llama") -> Path:
+    """Train a tiny chat-format causal QAGen on the synthetic world (prompts and targets built as the scorer
+    builds them) and save it."""
+    from quals.qagen import build_qagen
+
+    tokenizer = chat_tokenizer()
+    model = tiny_causal_lm(len(tokenizer), arch, seed=seed)
+    qagen = build_qagen(model, tokenizer, CHAT_FORMAT)
+    world = SyntheticWorld(seed)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=3e-3)
+    model.train()
+    for _ in range(steps):
+        rows, labels = [], []
+        for _ in range(32):
+            fact = world.fact()
+            prompt = qagen.training_input(world.document(fact, world.rng.randint(0, 2)), 96)
+            target = qagen.target(*world.rng.choice(world.qa_pairs(fact))).ids
+            rows.append(torch.tensor(prompt + target[:-1]))
+            labels.append(torch.tensor([-100] * (len(prompt) - 1) + target))
+        width = max(len(r) for r in rows)
+        input_ids = torch.stack([torch.cat([r, r.new_zeros(width - len(r))]) for r in rows])  # [B, L] right padded
+        label_ids = torch.stack([torch.cat([r, r.new_full((width - len(r),), -100)]) for r in labels])
+        logits = model(input_ids=input_ids).logits  # [B, L, V]; padding sits after every real token
+        loss = torch.nn.functional.cross_entropy(logits.flatten(0, 1), label_ids.flatten(), ignore_index=-100)
+        loss.backward()
+        optimizer.step()
+        optimizer.zero_grad()
+    model.eval()
+    return save_qagen(model, tokenizer, path, CHAT_FORMAT)

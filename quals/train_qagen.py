@@ -29,11 +29,12 @@ import torch
 from datasets import Dataset
 from transformers import AutoConfig, AutoModelForSeq2SeqLM, AutoTokenizer, Seq2SeqTrainer, Seq2SeqTrainingArguments
 
-from quals.bundled import format_from_folder
+from quals.bundled import format_from_folder, save_qagen
 from quals.formats import get_preset
-from quals.qagen import QAGenModel
+from quals.loading import load_pretrained, weights_location
+from quals.qagen import QAGenModel, build_qagen
 from quals.qagen_data import QAExample, cloze_examples, crop_to_answer, load_examples, split_by_article
-from quals.testing import save_qagen
+from quals.train_causal import CausalQAGenTrainer, PromptTargetsCollator, add_lora, save_adapter
 
 
 @dataclass
@@ -41,9 +42,20 @@ class TrainQAGenConfig:
     """Settings of ``quals train-qagen`` (each field is a ``--flag``)."""
 
     train: list[str] = field(metadata={"help": "SQuAD-format JSON, NewsQA-style story JSON or QA JSONL (repeatable)."})
-    base: str = field(metadata={"help": "Hub id or folder: a seq2seq model, or an encoder to warm-start from."})
     out: str = field(metadata={"help": "Output folder (checkpoints under out/checkpoints)."})
+    base: str | None = field(default=None, metadata={
+        "help": "Hub id or folder: a seq2seq model, an encoder to warm-start from, or a causal LM (None: the "
+                "preset's own weights, e.g. the GGUF file of --preset smollm2-135m)."})
+    gguf_file: str | None = field(default=None, metadata={"help": "GGUF file inside the --base folder or repo."})
     preset: str = field(default="paper", metadata={"help": "Target format preset (or a trained folder)."})
+    lora: bool | None = field(default=None, metadata={
+        "help": "Train a LoRA adapter (peft) instead of every weight; None: yes for causal LMs, no for seq2seq."})
+    lora_rank: int = field(default=8, metadata={"help": "LoRA rank."})
+    lora_alpha: int = field(default=16, metadata={"help": "LoRA alpha (scale = alpha / rank)."})
+    lora_dropout: float = field(default=0.05, metadata={"help": "LoRA dropout."})
+    keep_examples: bool = field(default=False, metadata={
+        "help": "Causal LMs: keep the preset's few-shot examples in the training prompts (default: train and then "
+                "score zero-shot, with shorter prompts)."})
     architecture: str = field(default="encoder-decoder", metadata={
         "help": "Warm start from an encoder: 'encoder-decoder' (EncoderDecoderModel) or 'bart' (shared embeddings)."})
     decoder_layers: int | None = field(default=None, metadata={"help": "Decoder depth for --architecture bart."})
@@ -93,8 +105,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         required = f.default is MISSING and f.default_factory is MISSING
         default = None if required else (f.default_factory() if f.default_factory is not MISSING else f.default)
         kwargs = {"help": f.metadata["help"], "required": required, "default": default}
-        if f.type == "bool":
-            parser.add_argument(flag, action="store_true", help=f.metadata["help"])
+        if f.type in ("bool", "bool | None"):
+            parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=default, help=f.metadata["help"])
         elif f.type.startswith("list"):
             parser.add_argument(flag, action="extend", nargs="+", **{**kwargs, "default": None})
         else:
@@ -111,7 +123,14 @@ def run(args: argparse.Namespace) -> int:
 
 # ---------------------------------------------------------------------------------------------- model and data
 def load_model_and_tokenizer(config: TrainQAGenConfig, fmt):
-    """The base model (seq2seq, or warm-started from an encoder) and its tokenizer with the separator added."""
+    """The base model (seq2seq, causal LM, or a seq2seq warm-started from an encoder) and its tokenizer.
+
+    A seq2seq model gets the separator as a new token when its tokenizer splits it; a causal LM's text format
+    needs no new token.
+    """
+    if config.base is None or config.gguf_file is not None or _is_causal(config.base):
+        return load_pretrained(config.base or weights_location(fmt), config.gguf_file if config.base else
+                               fmt.gguf_file)
     tokenizer = AutoTokenizer.from_pretrained(config.base)
     if getattr(AutoConfig.from_pretrained(config.base), "is_encoder_decoder", False):
         if config.decoder_layers is not None or config.cross_attention_init != "random":
@@ -128,6 +147,12 @@ def load_model_and_tokenizer(config: TrainQAGenConfig, fmt):
         tokenizer.add_tokens([separator], special_tokens=True)
         _resize_embeddings(model, len(tokenizer))
     return model, tokenizer
+
+
+def _is_causal(base: str) -> bool:
+    config = AutoConfig.from_pretrained(base)
+    return not getattr(config, "is_encoder_decoder", False) and any(
+        name.endswith(("ForCausalLM", "LMHeadModel")) for name in getattr(config, "architectures", None) or [])
 
 
 def _round_trips(tokenizer, separator: str) -> bool:
@@ -180,8 +205,7 @@ def passage_groups(examples: list[QAExample], qagen: QAGenModel, max_source_toke
         by_passage.setdefault(e.passage, []).append(qagen.target(e.question, e.answer).ids)
     rng, rows = random.Random(seed), {"input_ids": [], "labels": [], "length": []}
     for passage, targets in by_passage.items():
-        input_ids = qagen.tokenizer(qagen.format.input_text(passage), truncation=True,
-                                    max_length=max_source_tokens).input_ids
+        input_ids = qagen.training_input(passage, max_source_tokens)
         rng.shuffle(targets)
         for start in range(0, len(targets), targets_per_passage):
             rows["input_ids"].append(input_ids)
@@ -252,7 +276,7 @@ class QAGenTrainer(Seq2SeqTrainer):
 
 # ---------------------------------------------------------------------------------------------- training
 def train_qagen(config: TrainQAGenConfig) -> Path:
-    """Train, save the final folder (model, tokenizer, ``quals_format.json``, ``training_log.json``), return it."""
+    """Train, save the final folder (model or adapter, tokenizer, ``quals_format.json``, ``training_log.json``)."""
     if config.threads:
         torch.set_num_threads(config.threads)
     out = Path(config.out)
@@ -262,7 +286,15 @@ def train_qagen(config: TrainQAGenConfig) -> Path:
     fmt = fmt.replace(name=config.name or out.name, max_source_tokens=config.max_source_tokens, **saved)
     torch.manual_seed(config.seed)
     model, tokenizer = load_model_and_tokenizer(config, fmt)
-    qagen = QAGenModel(model, tokenizer, fmt)  # tokenizes targets exactly as the scorer will
+    causal = not getattr(model.config, "is_encoder_decoder", False)
+    if causal:
+        fmt = fmt.replace(examples=fmt.examples if config.keep_examples else (), adapter=None,
+                          **({"model": config.base, "gguf_file": config.gguf_file, "weights_package": None}
+                             if config.base else {}))
+    qagen = build_qagen(model, tokenizer, fmt)  # tokenizes inputs and targets exactly as the scorer will
+    lora = causal if config.lora is None else config.lora
+    if lora:
+        model = add_lora(model, config.lora_rank, config.lora_alpha, config.lora_dropout)
     train, heldout, heldout_articles = build_examples(config)
     if not train:
         raise ValueError("No training examples: check --train / --cloze-texts")
@@ -285,11 +317,14 @@ def train_qagen(config: TrainQAGenConfig) -> Path:
         logging_steps=config.logging_steps, eval_strategy="steps" if eval_set is not None else "no",
         eval_steps=config.eval_steps, prediction_loss_only=True, remove_unused_columns=False,
         train_sampling_strategy="group_by_length", report_to="none", use_cpu=config.use_cpu,
-        dataloader_num_workers=0, disable_tqdm=False)
-    trainer = QAGenTrainer(model=model, args=args, train_dataset=train_set, eval_dataset=eval_set,
-                           data_collator=PassageGroupCollator(qagen.pad_id), processing_class=tokenizer,
-                           cross_attention_lr_scale=config.cross_attention_lr_scale,
-                           label_smoothing=config.label_smoothing)
+        dataloader_num_workers=0, disable_tqdm=False, label_names=["targets"] if causal else None)
+    shared = {"model": model, "args": args, "train_dataset": train_set, "eval_dataset": eval_set,
+              "processing_class": tokenizer, "label_smoothing": config.label_smoothing}
+    if causal:
+        trainer = CausalQAGenTrainer(**shared, data_collator=PromptTargetsCollator(), pad_id=qagen.pad_id)
+    else:
+        trainer = QAGenTrainer(**shared, data_collator=PassageGroupCollator(qagen.pad_id),
+                               cross_attention_lr_scale=config.cross_attention_lr_scale)
     checkpoints = sorted((out / "checkpoints").glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[-1]))
     trainer.train(resume_from_checkpoint=str(checkpoints[-1]) if config.resume and checkpoints else None)
     if eval_set is not None and trainer.state.global_step % config.eval_steps:
@@ -297,6 +332,9 @@ def train_qagen(config: TrainQAGenConfig) -> Path:
     model = trainer.model.eval()
     if config.save_dtype in ("float16", "fp16"):
         model = model.half()
-    save_qagen(model, tokenizer, out, fmt)
+    if lora:
+        save_adapter(model, out, fmt)
+    else:
+        save_qagen(model, tokenizer, out, fmt)
     (out / "training_log.json").write_text(json.dumps(trainer.state.log_history, indent=1) + "\n")
     return out

@@ -10,14 +10,11 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 import pytest
 import torch
 
-from quals.formats import QAFormat
-from quals.testing import save_qagen, tiny_bart, tiny_gpt2, tiny_qagen, tiny_t5, word_tokenizer
+from quals.bundled import save_qagen
+from quals.testing import RANDOM_FORMAT, tiny_bart, tiny_gpt2, tiny_qagen, tiny_t5, word_tokenizer
 
 
 torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
-
-RANDOM_FORMAT = QAFormat(name="random-tiny", model="", max_source_tokens=64, max_new_tokens=10, min_new_tokens=2,
-                         num_beam_groups=4)
 
 
 @pytest.fixture(scope="session")

@@ -166,13 +166,12 @@ def test_dropping_finished_groups_gives_identical_results(trained):
 
 
 @pytest.mark.parametrize("arch", ["bart", "gpt2"])
-def test_first_step_shared_by_the_groups_equals_one_per_group(random_models, arch, monkeypatch):
+def test_first_step_shared_by_the_groups_equals_one_per_group(random_models, arch):
     """The G groups of a context share its first step (cross-attention keys/values, or the prompt's cache)."""
     qagen = load_qagen(resolve_format(None, random_models[arch]), "cpu")
     contexts = qagen.encode([qagen.passage_windows(p)[0] for p in ("alice visited paris on monday .", "bob .")])
     args = (2, 5, 0.5, 2, 8, qagen.eos_id, qagen.pad_id)
     shared = diverse_beam_search(qagen.stepper(contexts, 5), *args)
-    monkeypatch.setattr(qagen, "share_context_cache", False)
-    separate = diverse_beam_search(qagen.stepper(contexts, 5), *args)
+    separate = diverse_beam_search(qagen.stepper(contexts, 5, share_context_cache=False), *args)
     assert torch.equal(shared.sequences, separate.sequences)
     assert torch.allclose(shared.token_logprobs, separate.token_logprobs, atol=1e-5)

@@ -6,7 +6,7 @@ import torch
 from quals import QualsConfig, QualsScorer
 from quals.formats import QAFormat
 from quals.loading import load_qagen, resolve_format
-from quals.qagen import QAGenModel
+from quals.qagen import QAGenModel, build_qagen
 from quals.testing import FILLER, save_qagen, tiny_bart, word_tokenizer
 
 
@@ -66,7 +66,7 @@ def tiny_bert2bert(vocab_size: int):
 
 
 @pytest.mark.parametrize("arch", ["bart", "t5", "bert2bert"])
-def test_cross_attention_reuse_equals_the_plain_forward_pass(random_models, tmp_path, arch, monkeypatch):
+def test_cross_attention_reuse_equals_the_plain_forward_pass(random_models, tmp_path, arch):
     """Targets sharing a context reuse its cross-attention keys/values; the log-probs must not change."""
     if arch == "bert2bert":
         tokenizer = word_tokenizer()
@@ -80,8 +80,7 @@ def test_cross_attention_reuse_equals_the_plain_forward_pass(random_models, tmp_
                                                ("where did bob go ?", "rome")]]
     jobs = [(contexts[i], t) for t in targets for i in (2, 0, 1)]  # interleaved contexts, mixed target lengths
     shared = qagen.token_logprobs([c for c, _ in jobs], [t for _, t in jobs])
-    monkeypatch.setattr(qagen, "share_context_cache", False)
-    plain = qagen.token_logprobs([c for c, _ in jobs], [t for _, t in jobs])
+    plain = qagen.token_logprobs([c for c, _ in jobs], [t for _, t in jobs], share_context_cache=False)
     for got, expected in zip(shared, plain, strict=True):
         assert got.shape == expected.shape
         assert torch.allclose(got, expected, atol=1e-5)
@@ -181,7 +180,7 @@ def test_merged_terminator_and_unscored_leading_bos(tmp_path):
     tokenizer = word_tokenizer(extra_words=["|", "question", "answer", ":", ","], bos=True)
     fmt = QAFormat(name="lmqg-like", model="", question_prefix="question: ", qa_separator=", answer: ",
                    pair_delimiter="|", terminator="merged", leading_label_tokens="unscored", max_source_tokens=64)
-    qagen = QAGenModel(tiny_bart(len(tokenizer), seed=3), tokenizer, fmt)
+    qagen = build_qagen(tiny_bart(len(tokenizer), seed=3), tokenizer, fmt)
     target = qagen.target("who visited paris ?", "alice")
     assert target.ids[0] == tokenizer.bos_token_id and target.num_unscored == 1
     context = qagen.encode([qagen.passage_windows(SOURCE)[0]])

@@ -10,7 +10,7 @@ from transformers import AutoTokenizer, BertConfig, BertModel, BertTokenizer
 
 from quals import QualsScorer
 from quals.formats import get_preset
-from quals.qagen import QAGenModel
+from quals.qagen import build_qagen
 from quals.qagen_data import QAExample, cloze_examples, crop_to_answer, load_examples, split_by_article, squad_examples
 from quals.testing import CITIES, DAYS, PEOPLE, WORDS, SyntheticWorld
 from quals.train_qagen import (
@@ -152,7 +152,7 @@ def test_separator_is_added_so_generations_parse_back(bert_folder, tmp_path):
     model, tokenizer = load_model_and_tokenizer(config, fmt)
     assert _round_trips(tokenizer, "<sep>")
     assert model.get_input_embeddings().weight.shape[0] == len(tokenizer)
-    qagen = QAGenModel(model, tokenizer, fmt)
+    qagen = build_qagen(model, tokenizer, fmt)
     target = qagen.target("who visited paris ?", "alice")
     assert target.ids[0] != tokenizer.cls_token_id and target.ids[-1] == tokenizer.sep_token_id == qagen.eos_id
     assert qagen.decoder_start_id == tokenizer.cls_token_id
