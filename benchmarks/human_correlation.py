@@ -1,47 +1,57 @@
-"""Does QUALS agree with people? Summary-level correlation with the QAGS-C / QAGS-X human judgments.
+"""Does QUALS agree with people? Summary-level agreement with human consistency judgments.
 
-For every data set it reports Pearson, Spearman (human score) and ROC AUC (binary label), each with a
-bootstrap 95% confidence interval over summaries, for
+For each QAGen configuration asked for (``--preset``, repeatable, with optional ``--model``/``--gguf-file`` and
+``--set key=value`` overrides), one scorer pass per data set gives every named QUALS variant (the pass records the
+per-token log-likelihoods of each kept pair given the source, the summary and no passage):
 
-- QUALS under both filter modes (``strict``, ``reference``) and both LL_summary variants (``teacher_forced``;
-  ``search``: the penalized search score, algorithm doc §7.2 W1). Two scorer passes give all four: the search
-  variant of a kept pair is ll_source - (penalized cumulative score / tokens), which is what the scorer's
-  ``ll_summary="search"`` computes for a format without leading label tokens.
-- baselines on the same summaries in the same run: unigram, bigram and content-word precision of the summary
-  against its source, number precision, and rare-word precision (words in < 1% of the XSum training documents,
-  a stand-in for named-entity precision: the QAGS texts are lower-cased, so a cased NER cannot run on them).
+- ``pair / summary``: the paper's QUALS (whole pair, LL_source - LL_summary);
+- ``answer / summary``, ``pair / no passage``, ``answer / no passage``: ``QualsConfig.score_tokens`` x
+  ``ll_reference`` (docs/human_correlation.md);
+- ``LL_source``: the source term alone.
 
-Summaries where QUALS finds no QA pair get the lowest QUALS of their data set (the reference code's sentinel
--1e5 would dominate a Pearson correlation); their number is reported.
+Baselines are computed on the same summaries in the same run: unigram, bigram, content-word and number precision
+of the summary against its source, and rare-word precision (a named-entity proxy; needs ``--rare-word-reference``,
+documents whose word frequencies define "rare"). Every metric gets Pearson and Spearman against the human score and
+ROC AUC against the binary label, with bootstrap 95 % intervals, and balanced accuracy at a threshold tuned on a
+``split == "val"`` part when the data has one (else 5-fold cross-validated). Summaries with no kept QA pair get
+the data set's lowest value of that metric; their count is reported.
 
-Data: QAGS-C and QAGS-X from ``../shared/data/qags`` (human score = mean over sentences of the 2-of-3 majority
-vote; label = every sentence has a majority yes), or any JSONL with ``document``, ``summary`` and ``score`` and/or
-``label`` fields (``--data my.jsonl``).
+Per-row results are cached as JSON lines under ``--cache`` (one file per data set and configuration), written
+as rows finish: a killed run resumes where it stopped, and a second run that asks for the same configuration
+scores nothing again.
 
-    python benchmarks/human_correlation.py                                   # QAGS-C and QAGS-X, bundled mini
-    python benchmarks/human_correlation.py --data other.jsonl --no-default-data --model ./my-qagen
+Data: the QAGS sets with ``--qags DIR`` (``../shared/data/qags``: QAGS-C and QAGS-X; human score = mean over
+sentences of the 2-of-3 majority vote, label = every sentence has a majority yes), and/or any JSONL with
+``document``, ``summary``, a ``score`` and/or ``label``, and optionally ``split`` (``--data file.jsonl``). Nothing
+under ``../shared`` is read unless a flag names it.
+
+    python benchmarks/human_correlation.py --qags ../shared/data/qags --preset mini --preset smollm2-135m \\
+        --rare-word-reference ../shared/data/xsum_pairs/train_pairs.jsonl
+    python benchmarks/human_correlation.py --data labelled.jsonl --preset smollm2-135m
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import itertools
 import json
 import math
 import re
 import sys
 import time
-from collections import Counter
+import warnings
 from pathlib import Path
 
 import numpy as np
 from scipy.stats import pearsonr, spearmanr
+from scipy.stats import ConstantInputWarning
 from sklearn.metrics import roc_auc_score
 
-from quals import QualsScorer
+from quals import QualsConfig, QualsScorer
+from quals.loading import resolve_format
 
 
-QAGS = {"qags-c": "../shared/data/qags/mturk_cnndm.jsonl", "qags-x": "../shared/data/qags/mturk_xsum.jsonl"}
 PUBLISHED = {"QAGS (Wang et al. 2020)": {"qags-c": {"pearson": 0.545}, "qags-x": {"pearson": 0.175}}}
 STOPWORDS = frozenset(["a", "an", "the", "of", "in", "on", "at", "to", "for", "by", "with", "from", "and", "or", "but",
                        "is", "was", "were", "are", "be", "been", "being", "has", "have", "had", "it", "its", "he",
@@ -49,6 +59,8 @@ STOPWORDS = frozenset(["a", "an", "the", "of", "in", "on", "at", "to", "for", "b
                        "into", "after", "before", "about", "also", "not", "no", "will", "would", "could", "should",
                        "can", "may", "said", "says", "who", "which", "what", "when", "where", "while", "there", "here",
                        "i", "we", "you", "our", "your", "my", "me", "us"])
+VARIANTS = {"pair / summary": ("pair", "summary"), "answer / summary": ("answer", "summary"),
+            "pair / no passage": ("pair", "no_passage"), "answer / no passage": ("answer", "no_passage")}
 
 
 # ---------------------------------------------------------------------------------------------- data
@@ -74,10 +86,10 @@ def load_jsonl(path: str | Path) -> list[dict]:
         missing = [k for k in ("document", "summary") if not isinstance(item.get(k), str)]
         if missing or ("score" not in item and "label" not in item):
             raise ValueError(f"{path}: line {i + 1} needs string 'document' and 'summary' and a 'score' or 'label'")
-        score = float(item["score"] if "score" in item else item["label"])
         label = item.get("label")
-        rows.append({"document": item["document"], "summary": item["summary"], "score": score,
-                     "label": None if label is None else int(label)})
+        rows.append({"document": item["document"], "summary": item["summary"],
+                     "score": float(item.get("score", label)),
+                     "label": None if label is None else int(label), "split": item.get("split")})
     return rows
 
 
@@ -93,66 +105,116 @@ def precision(summary_items: list, source_items: set) -> float:
 
 def common_words(reference_texts: list[str], max_document_frequency: float = 0.01) -> set[str]:
     """The *common* words: found in at least ``max_document_frequency`` of ``reference_texts`` (rare = the rest)."""
-    frequency = Counter(w for text in reference_texts for w in set(words(text)))
+    frequency: dict[str, int] = {}
+    for text in reference_texts:
+        for word in set(words(text)):
+            frequency[word] = frequency.get(word, 0) + 1
     return {w for w, n in frequency.items() if n >= max_document_frequency * len(reference_texts)}
 
 
-def baselines(rows: list[dict], common: set[str]) -> dict[str, list[float]]:
-    scores = {"unigram precision": [], "bigram precision": [], "content-word precision": [],
-              "number precision": [], "rare-word precision (NE proxy)": []}
+def baselines(rows: list[dict], common: set[str] | None) -> dict[str, list[float]]:
+    """Overlap baselines; rare-word precision only with a reference vocabulary of common words."""
+    names = ["unigram precision", "bigram precision", "content-word precision", "number precision"]
+    scores: dict[str, list[float]] = {name: [] for name in names + (["rare-word precision"] if common else [])}
     for row in rows:
         summary, source = words(row["summary"]), words(row["document"])
         source_set = set(source)
         scores["unigram precision"].append(precision(summary, source_set))
-        bigrams = list(itertools.pairwise(summary))
-        scores["bigram precision"].append(precision(bigrams, set(itertools.pairwise(source))))
+        scores["bigram precision"].append(precision(list(itertools.pairwise(summary)),
+                                                    set(itertools.pairwise(source))))
         scores["content-word precision"].append(precision([w for w in summary if w not in STOPWORDS], source_set))
         scores["number precision"].append(precision([w for w in summary if w[0].isdigit()], source_set))
-        scores["rare-word precision (NE proxy)"].append(
-            precision([w for w in summary if w not in common and w not in STOPWORDS], source_set))
+        if common:
+            scores["rare-word precision"].append(
+                precision([w for w in summary if w not in common and w not in STOPWORDS], source_set))
     return scores
 
 
-# ---------------------------------------------------------------------------------------------- QUALS
-def quals_variants(rows: list[dict], model: str | None, groups: int | None, batch: int) -> tuple[dict, dict]:
-    """QUALS for filter mode x LL_summary variant (None where no pair survived), and run statistics."""
-    out, stats = {}, {}
-    for mode in ("strict", "reference"):
-        scorer = QualsScorer(model=model, device="cpu", filter_mode=mode, ll_summary="teacher_forced",
-                             num_beam_groups=groups, show_progress=True)
-        started, results = time.time(), []
-        for start in range(0, len(rows), batch):
-            chunk = rows[start: start + batch]
-            results += scorer.score([r["summary"] for r in chunk], [r["document"] for r in chunk],
-                                    return_qa_pairs=True)
-        stats[mode] = {"seconds": round(time.time() - started, 1),
-                       "no_pairs": sum(r.quals is None for r in results),
-                       "mean_pairs": round(float(np.mean([r.num_pairs for r in results])), 2)}
-        out[f"QUALS {mode} / teacher_forced"] = [r.quals for r in results]
-        out[f"QUALS {mode} / search"] = [
-            float(np.mean([p.ll_source - p.search_score / len(p.tokens) for p in r.pairs])) if r.pairs else None
-            for r in results]
-        out[f"LL_source only ({mode})"] = [
-            float(np.mean([p.ll_source for p in r.pairs])) if r.pairs else None for r in results]
-    return out, stats
+# ---------------------------------------------------------------------------------------------- QUALS, cached
+def scorer_config(preset: str, model: str | None, gguf_file: str | None, overrides: dict) -> QualsConfig:
+    """The pass's configuration: the preset's, recording LL given no passage too (for the variants)."""
+    return QualsConfig(preset=preset, model=model, gguf_file=gguf_file, device="cpu", ll_reference="no_passage",
+                       **overrides)
+
+
+def cache_file(cache: Path, dataset: str, config: QualsConfig) -> Path:
+    fmt = resolve_format(config.preset, config.model, config.qa_separator, config.gguf_file)
+    key = json.dumps([repr(fmt), config.fingerprint()], sort_keys=True, default=str)
+    return cache / dataset / f"{config.preset}-{hashlib.sha256(key.encode()).hexdigest()[:12]}.jsonl"
+
+
+def row_key(row: dict) -> str:
+    return hashlib.sha256(json.dumps([row["summary"], row["document"]]).encode()).hexdigest()[:16]
+
+
+def score_cached(rows: list[dict], config: QualsConfig, path: Path, batch: int) -> tuple[list[dict], dict]:
+    """Per-row results (``quals``, ``pairs`` with per-token log-probs), scoring only rows not in ``path`` yet."""
+    done = {}
+    if path.is_file():
+        for line in path.read_text().splitlines():
+            record = json.loads(line)
+            done[record["key"]] = record
+    todo = [r for r in rows if row_key(r) not in done]
+    seconds, scorer = 0.0, None
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a") as out:
+        for start in range(0, len(todo), batch):
+            scorer = scorer or QualsScorer(config)
+            chunk = todo[start: start + batch]
+            began = time.time()
+            results = scorer.score([r["summary"] for r in chunk], [r["document"] for r in chunk], return_qa_pairs=True)
+            seconds += time.time() - began
+            for row, result in zip(chunk, results, strict=True):
+                record = {"key": row_key(row), **result.to_dict(), "seconds": (time.time() - began) / len(chunk)}
+                record.pop("rejected", None)
+                done[record["key"]] = record
+                out.write(json.dumps(record) + "\n")
+            out.flush()
+            print(f"  {path.name}: {len(done)}/{len(rows)} rows", flush=True)
+    records = [done[row_key(r)] for r in rows]
+    stats = {"rows": len(rows), "scored_now": len(todo), "no_pairs": sum(r["quals"] is None for r in records),
+             "mean_pairs": round(float(np.mean([r["num_pairs"] for r in records])), 2),
+             "seconds_per_summary": round(float(np.mean([r["seconds"] for r in records])), 2)}
+    return records, stats
+
+
+def variant_scores(records: list[dict]) -> dict[str, list[float | None]]:
+    """Every named variant of QUALS (and LL_source alone) from the recorded per-token log-probabilities."""
+    def mean(values, start):
+        return sum(values[start:]) / len(values[start:])
+
+    out: dict[str, list[float | None]] = {f"QUALS {name}": [] for name in VARIANTS}
+    out["LL_source (pair)"] = []
+    for record in records:
+        pairs = record.get("pairs") or []
+        for name, (tokens, reference) in VARIANTS.items():
+            values = []
+            for p in pairs:
+                start = p["answer_start"] if tokens == "answer" else 0
+                other = p["summary_logprobs"] if reference == "summary" else p["prior_logprobs"]
+                values.append(mean(p["source_logprobs"], start) - mean(other, start))
+            out[f"QUALS {name}"].append(float(np.mean(values)) if values else None)
+        out["LL_source (pair)"].append(float(np.mean([mean(p["source_logprobs"], 0) for p in pairs])) if pairs
+                                       else None)
+    return out
 
 
 # ---------------------------------------------------------------------------------------------- statistics
 def correlations(metric: list[float | None], rows: list[dict], bootstrap: int, seed: int) -> dict:
-    """Pearson / Spearman vs human score and ROC AUC vs label, each with a bootstrap 95% interval."""
-    values = np.array(metric, dtype=float)
+    """Pearson / Spearman vs human score, ROC AUC vs label (bootstrap 95% intervals), balanced accuracy."""
+    values = np.array([np.nan if v is None else v for v in metric], dtype=float)
     unscored = int(np.isnan(values).sum())
     if unscored:
         values[np.isnan(values)] = np.nanmin(values) if unscored < len(values) else 0.0
     human = np.array([r["score"] for r in rows], dtype=float)
     labels = [r["label"] for r in rows]
-    has_auc = all(label is not None for label in labels) and len(set(labels)) == 2
-    label = np.array(labels, dtype=float) if has_auc else None
+    has_labels = all(label is not None for label in labels) and len(set(labels)) == 2
+    label = np.array(labels, dtype=float) if has_labels else None
 
     def stats(index: np.ndarray) -> dict:
         x, y = values[index], human[index]
         result = {"pearson": _safe(lambda: pearsonr(x, y)[0]), "spearman": _safe(lambda: spearmanr(x, y)[0])}
-        if has_auc and len(set(label[index])) == 2:
+        if has_labels and len(set(label[index])) == 2:
             result["roc_auc"] = float(roc_auc_score(label[index], x))
         return result
 
@@ -162,67 +224,125 @@ def correlations(metric: list[float | None], rows: list[dict], bootstrap: int, s
     for key in list(point):
         draws = [s[key] for s in samples if key in s and not math.isnan(s[key])]
         point[f"{key}_ci95"] = [float(np.percentile(draws, 2.5)), float(np.percentile(draws, 97.5))] if draws else None
+    if has_labels:
+        point["balanced_accuracy"] = heldout_balanced_accuracy(values, label, [r.get("split") for r in rows], seed)
     point["unscored"] = unscored
     return point
 
 
+def best_threshold(values: np.ndarray, label: np.ndarray) -> float:
+    """The threshold (predict consistent when value >= it) with the highest balanced accuracy on these rows."""
+    candidates = np.unique(values)
+    return float(max(candidates, key=lambda t: balanced_accuracy(values >= t, label)))
+
+
+def balanced_accuracy(predicted: np.ndarray, label: np.ndarray) -> float:
+    positive, negative = label == 1, label == 0
+    return float((predicted[positive].mean() + (~predicted[negative]).mean()) / 2)
+
+
+def heldout_balanced_accuracy(values: np.ndarray, label: np.ndarray, splits: list, seed: int) -> float:
+    """Balanced accuracy with a threshold tuned apart from the rows it is measured on: on the ``val`` split if
+    the data has one (measured on the rest), else 5-fold cross-validation (stratified by label)."""
+    val = np.array([s == "val" for s in splits])
+    if val.any() and (~val).any():
+        return balanced_accuracy(values[~val] >= best_threshold(values[val], label[val]), label[~val])
+    folds = np.zeros(len(values), dtype=int)
+    rng = np.random.default_rng(seed)
+    for cls in (0, 1):
+        index = rng.permutation(np.flatnonzero(label == cls))
+        folds[index] = np.arange(len(index)) % 5
+    predicted = np.zeros(len(values), dtype=bool)
+    for k in range(5):
+        test = folds == k
+        predicted[test] = values[test] >= best_threshold(values[~test], label[~test])
+    return balanced_accuracy(predicted, label)
+
+
 def _safe(fn) -> float:
-    try:
-        return float(fn())
-    except ValueError:
-        return float("nan")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConstantInputWarning)  # a bootstrap sample can be constant: nan, skipped
+        try:
+            return float(fn())
+        except ValueError:
+            return float("nan")
 
 
 # ---------------------------------------------------------------------------------------------- main
+def parse_overrides(items: list[str]) -> dict:
+    overrides = {}
+    for item in items:
+        key, _, value = item.partition("=")
+        overrides[key] = json.loads(value) if value[:1] in "-0123456789[{tfn\"" else value
+    return overrides
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--data", action="append", default=[], help="extra JSONL (document, summary, score/label)")
-    parser.add_argument("--no-default-data", action="store_true", help="skip QAGS-C and QAGS-X")
-    parser.add_argument("--model", default=None, help="QAGen folder or preset model (default: bundled mini)")
-    parser.add_argument("--groups", type=int, default=None, help="diverse-beam groups (default: the model's format)")
-    parser.add_argument("--limit", type=int, default=None, help="first N summaries per data set (smoke runs)")
-    parser.add_argument("--no-quals", action="store_true", help="baselines only")
-    parser.add_argument("--batch", type=int, default=16, help="summaries per scorer call")
+    parser.add_argument("--qags", default=None, help="folder holding mturk_cnndm.jsonl and mturk_xsum.jsonl")
+    parser.add_argument("--data", action="append", default=[], help="JSONL: document, summary, score/label[, split]")
+    parser.add_argument("--preset", action="append", default=[], help="QAGen preset or trained folder (repeatable)")
+    parser.add_argument("--model", default=None, help="weights replacing the preset's (one --preset only)")
+    parser.add_argument("--gguf-file", default=None, help="GGUF file inside --model")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="QualsConfig override")
+    parser.add_argument("--label", default=None, help="name of the configuration in the report")
+    parser.add_argument("--limit", type=int, default=None, help="first N summaries per data set")
+    parser.add_argument("--batch", type=int, default=8, help="summaries per scorer call (and per cache flush)")
     parser.add_argument("--bootstrap", type=int, default=1000)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=None)
-    parser.add_argument("--xsum-reference", default="../shared/data/xsum_pairs/train_pairs.jsonl",
-                        help="documents whose word frequencies define 'rare' words")
+    parser.add_argument("--rare-word-reference", default=None, help="JSONL of documents defining rare words")
+    parser.add_argument("--cache", default="benchmarks/results/cache", help="per-row results, for resuming")
     parser.add_argument("--out", default="benchmarks/results/human_correlation.json")
     args = parser.parse_args(argv)
+    if args.model and len(args.preset) != 1:
+        parser.error("--model replaces the weights of exactly one --preset")
     if args.threads:
         import torch
 
         torch.set_num_threads(args.threads)
-    model = args.model or str(Path(__file__).resolve().parents[1] / "quals" / "models" / "mini")
-    if not args.no_quals and not Path(model).is_dir() and args.model is None:
-        parser.error(f"no bundled QAGen model at {model} (docs/qagen.md); pass --model FOLDER, or --no-quals")
-    datasets = {} if args.no_default_data else {name: load_qags(path) for name, path in QAGS.items()}
+    datasets = {}
+    if args.qags:
+        datasets = {"qags-c": load_qags(Path(args.qags) / "mturk_cnndm.jsonl"),
+                    "qags-x": load_qags(Path(args.qags) / "mturk_xsum.jsonl")}
     datasets.update({Path(path).stem: load_jsonl(path) for path in args.data})
-    reference = [json.loads(line)["document"] for line in Path(args.xsum_reference).read_text().splitlines()]
-    common = common_words(reference)
-    report = {"model": model, "groups": args.groups, "bootstrap": args.bootstrap, "seed": args.seed,
-              "published": PUBLISHED, "datasets": {}}
+    if not datasets:
+        parser.error("no data: pass --qags DIR and/or --data FILE")
+    common = None
+    if args.rare_word_reference:
+        common = common_words([json.loads(line)["document"] for line in
+                               Path(args.rare_word_reference).read_text().splitlines()])
+    report = json.loads(Path(args.out).read_text()) if Path(args.out).is_file() else {}
+    report.update({"bootstrap": args.bootstrap, "seed": args.seed, "published": PUBLISHED})
+    overrides = parse_overrides(args.set)
     for name, rows in datasets.items():
         rows = rows[: args.limit] if args.limit else rows
-        metrics = baselines(rows, common)
-        run_stats = {}
-        if not args.no_quals:
-            quals, run_stats = quals_variants(rows, model, args.groups, args.batch)
-            metrics = {**quals, **metrics}
+        entry = report.setdefault("datasets", {}).setdefault(name, {})
+        entry.update({"summaries": len(rows), "positives": sum(r["label"] or 0 for r in rows)})
+        metrics = {f"baseline: {k}": v for k, v in baselines(rows, common).items()}
+        for preset in args.preset:
+            config = scorer_config(preset, args.model, args.gguf_file, overrides)
+            label = args.label or preset
+            print(f"{name}: {label}", flush=True)
+            records, stats = score_cached(rows, config, cache_file(Path(args.cache), name, config), args.batch)
+            entry.setdefault("runs", {})[label] = {**stats, "overrides": overrides, "model": args.model}
+            metrics.update({f"{label}: {k}": v for k, v in variant_scores(records).items()})
         table = {metric: correlations(values, rows, args.bootstrap, args.seed) for metric, values in metrics.items()}
-        positives = sum(r["label"] or 0 for r in rows)
-        report["datasets"][name] = {"summaries": len(rows), "positives": positives, "quals_runs": run_stats,
-                                    "metrics": table}
-        print(f"\n{name}: {len(rows)} summaries, {positives} fully consistent")
-        print(f"{'metric':38s} {'Pearson':>22s} {'Spearman':>22s} {'ROC AUC':>22s} unscored")
-        for metric, r in table.items():
-            cells = [f"{100 * r[k]:6.1f} [{100 * r[k + '_ci95'][0]:5.1f},{100 * r[k + '_ci95'][1]:5.1f}]"
-                     if r.get(k + "_ci95") else f"{'-':>22s}" for k in ("pearson", "spearman", "roc_auc")]
-            print(f"{metric:38s} {cells[0]:>22s} {cells[1]:>22s} {cells[2]:>22s} {r['unscored']}")
+        entry.setdefault("metrics", {}).update(table)
+        print_table(name, entry)
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(report, indent=2) + "\n")
+    Path(args.out).write_text(json.dumps(report, indent=1) + "\n")
     return 0
+
+
+def print_table(name: str, entry: dict) -> None:
+    print(f"\n{name}: {entry['summaries']} summaries, {entry['positives']} fully consistent")
+    print(f"{'metric':48s} {'Pearson':>20s} {'Spearman':>20s} {'ROC AUC':>20s} {'bal.acc':>7s} unscored")
+    for metric, r in entry["metrics"].items():
+        cells = [f"{100 * r[k]:5.1f} [{100 * r[k + '_ci95'][0]:5.1f},{100 * r[k + '_ci95'][1]:5.1f}]"
+                 if r.get(k + "_ci95") else f"{'-':>20s}" for k in ("pearson", "spearman", "roc_auc")]
+        accuracy = f"{100 * r['balanced_accuracy']:7.1f}" if "balanced_accuracy" in r else f"{'-':>7s}"
+        print(f"{metric:48s} {cells[0]:>20s} {cells[1]:>20s} {cells[2]:>20s} {accuracy} {r['unscored']}")
 
 
 if __name__ == "__main__":

@@ -19,7 +19,8 @@ class QualsConfig:
     > Question-answer generation (diverse beam search)
     num_beam_groups, diversity_penalty, penalty_candidates, min_new_tokens, max_new_tokens
     > Filtering and scoring
-    filter_mode, max_pairs, ll_summary, long_source, window_overlap, max_source_tokens, max_source_windows
+    filter_mode, max_pairs, ll_summary, score_tokens, ll_reference, long_source, window_overlap, max_source_tokens,
+    max_source_windows
     > Throughput
     max_batch_tokens, share_context_cache, share_prefixes, reuse_search_logprobs, show_progress
     """
@@ -47,6 +48,12 @@ class QualsConfig:
     max_pairs: int = field(default=10, metadata={"help": "QA pairs kept per summary (a soft cap in reference mode)."})
     ll_summary: Literal["teacher_forced", "search"] = field(default="teacher_forced", metadata={
         "help": "LL_summary by teacher forcing (default) or from the penalized search score (parity, W1)."})
+    score_tokens: Literal["pair", "answer"] = field(default="pair", metadata={
+        "help": "Tokens whose mean log-likelihood is compared: the whole pair (question, separator, answer, end; the "
+                "paper) or the answer and end only (the question is given: does the source support the answer?)."})
+    ll_reference: Literal["summary", "no_passage"] = field(default="summary", metadata={
+        "help": "What LL_source is compared with: LL given the summary (the paper) or LL given an empty passage "
+                "(how much the source raises the pair's likelihood; one more cheap pass per pair)."})
     long_source: Literal["windows", "truncate"] = field(default="windows", metadata={
         "help": "Sources over the input limit: best of overlapping windows (default) or truncation (parity)."})
     window_overlap: float = field(default=0.25, metadata={"help": "Overlap between consecutive source windows."})
@@ -74,6 +81,10 @@ class QualsConfig:
             raise ValueError(f"filter_mode must be 'strict' or 'reference', got {self.filter_mode!r}")
         if self.ll_summary not in ("teacher_forced", "search"):
             raise ValueError(f"ll_summary must be 'teacher_forced' or 'search', got {self.ll_summary!r}")
+        if self.score_tokens not in ("pair", "answer"):
+            raise ValueError(f"score_tokens must be 'pair' or 'answer', got {self.score_tokens!r}")
+        if self.ll_reference not in ("summary", "no_passage"):
+            raise ValueError(f"ll_reference must be 'summary' or 'no_passage', got {self.ll_reference!r}")
         if self.long_source not in ("windows", "truncate"):
             raise ValueError(f"long_source must be 'windows' or 'truncate', got {self.long_source!r}")
         if self.penalty_candidates not in (1, 2):
@@ -88,9 +99,10 @@ class QualsConfig:
     @classmethod
     def paper_parity(cls, **overrides) -> QualsConfig:
         """The released code's choices: reference filter, penalized LL_summary, truncation, fairseq penalty."""
-        settings = {"filter_mode": "reference", "ll_summary": "search", "long_source": "truncate",
-                        "penalty_candidates": 2, "num_beam_groups": 60, "diversity_penalty": 0.5, "min_new_tokens": 8,
-                        "max_new_tokens": 60, "max_pairs": 10}
+        settings = {"filter_mode": "reference", "ll_summary": "search", "score_tokens": "pair",
+                    "ll_reference": "summary", "long_source": "truncate", "penalty_candidates": 2,
+                    "num_beam_groups": 60, "diversity_penalty": 0.5, "min_new_tokens": 8, "max_new_tokens": 60,
+                    "max_pairs": 10}
         return cls(**{**settings, **overrides})
 
     def fingerprint(self) -> dict:

@@ -9,22 +9,26 @@ from quals.filtering import Rejection
 
 @dataclass
 class QAPair:
-    """One kept QA pair and the numbers behind its contribution ``quals = ll_source - ll_summary``."""
+    """One kept QA pair and the numbers behind its contribution to QUALS.
+
+    ``quals = ll_source - ll_reference`` over the scored tokens (``QualsConfig.score_tokens``: the whole pair, as
+    the paper, or its answer only), where the reference is the summary (the paper) or no passage at all
+    (``QualsConfig.ll_reference``). The per-token lists cover every target token, whatever was scored.
+    """
 
     question: str
     answer: str
-    ll_source: float  # mean token log-likelihood of the pair given the source (best window)
+    quals: float  # this pair's contribution to the summary's QUALS
+    ll_source: float  # mean log-likelihood of the scored tokens given the source (best window)
     ll_summary: float  # the same given the summary (or the search score, in parity mode)
-    tokens: list[str]  # the scored target tokens
+    tokens: list[str]  # the target tokens
     source_logprobs: list[float]  # per-token log-probabilities given the source
     summary_logprobs: list[float]  # per-token log-probabilities given the summary (teacher forced)
     search_score: float | None = None  # penalized cumulative generation score, when the pair came from one sequence
     source_window: int = 0  # which source window gave ll_source
     answer_start: int = 0  # index in ``tokens`` of the first answer token (after the separator)
-
-    @property
-    def quals(self) -> float:
-        return self.ll_source - self.ll_summary
+    ll_prior: float | None = None  # the same given no passage (computed with ll_reference="no_passage")
+    prior_logprobs: list[float] | None = None
 
 
 @dataclass
@@ -47,9 +51,6 @@ class SummaryScore:
         out = asdict(self)
         if self.pairs is None:
             out.pop("pairs")
-        else:
-            for pair_dict, pair in zip(out["pairs"], self.pairs, strict=True):
-                pair_dict["quals"] = pair.quals
         if self.rejected is None:
             out.pop("rejected")
         return out

@@ -50,6 +50,7 @@ class QualsScorer:
         self._qagen = qagen
         self._source_cache: OrderedDict[str, tuple[list[Context], int]] = OrderedDict()
         self._source_cache_size, self._source_cache_bytes = source_cache_size, source_cache_bytes
+        self._empty: Context | None = None  # an empty passage, encoded on first use (ll_reference="no_passage")
         self.source_encodings = 0  # sources encoded (cache misses) ...
         self.source_cache_hits = 0  # ... and sources found already encoded, for throughput reports
         self.decoder_rows = 0  # rows the QA generation fed to the decoder, summed over steps
@@ -127,11 +128,14 @@ class QualsScorer:
             per_summary.append((kept, unparseable + rejected))
 
         source_contexts = {src: self._source_windows(src) for src in dict.fromkeys(sources)}
-        jobs = []  # (summary index, kept index, context, target, window)
+        jobs = []  # (summary index, kept index, context, target, window | "summary" | "prior")
         summary_lp: dict[tuple[int, int], torch.Tensor] = {}
         for i, (kept, _) in enumerate(per_summary):
             for j, cand in enumerate(kept):
                 target = cand.payload["target"]
+                cand.payload["answer_start"] = qagen.answer_start(target)
+                if self.config.ll_reference == "no_passage":
+                    jobs.append((i, j, self._empty_passage(), target, "prior"))
                 generated = cand.payload.get("generated_logprobs") if self.config.reuse_search_logprobs else None
                 if self.config.ll_summary == "teacher_forced" and generated is not None:
                     summary_lp[i, j] = generated  # raw log-probs of exactly these ids given the summary
@@ -142,15 +146,20 @@ class QualsScorer:
         logprobs = self._token_logprobs([(job[2], job[3]) for job in jobs])
 
         source_lp: dict[tuple[int, int], tuple[torch.Tensor, int]] = {}
+        prior_lp: dict[tuple[int, int], torch.Tensor] = {}
         for (i, j, _, _, where), lp in zip(jobs, logprobs, strict=True):
             if where == "summary":
                 summary_lp[i, j] = lp
-            elif (i, j) not in source_lp or lp.mean() > source_lp[i, j][0].mean():
-                source_lp[i, j] = (lp, where)
+            elif where == "prior":
+                prior_lp[i, j] = lp
+            elif (i, j) not in source_lp or self._mean(lp, per_summary[i][0][j]) > self._mean(source_lp[i, j][0],
+                                                                                              per_summary[i][0][j]):
+                source_lp[i, j] = (lp, where)  # the window that supports the pair best
 
         results = []
         for i, (kept, rejected) in enumerate(per_summary):
-            pairs = [self._pair(cand, source_lp[i, j], summary_lp.get((i, j))) for j, cand in enumerate(kept)]
+            pairs = [self._pair(cand, source_lp[i, j], summary_lp.get((i, j)), prior_lp.get((i, j)))
+                     for j, cand in enumerate(kept)]
             windows_used, windows_needed = len(source_contexts[sources[i]][0]), source_contexts[sources[i]][1]
             if windows_needed == 1:
                 handling = "full"
@@ -172,16 +181,26 @@ class QualsScorer:
             results.append(result)
         return results
 
-    def _pair(self, cand: Candidate, source: tuple[torch.Tensor, int], summary_lp: torch.Tensor | None) -> QAPair:
+    def _mean(self, logprobs: torch.Tensor, cand: Candidate) -> float:
+        """Mean log-likelihood of the scored tokens: all of them, or the answer's (``score_tokens``)."""
+        start = cand.payload["answer_start"] if self.config.score_tokens == "answer" else 0
+        return float(logprobs[start:].mean())
+
+    def _pair(self, cand: Candidate, source: tuple[torch.Tensor, int], summary_lp: torch.Tensor | None,
+              prior_lp: torch.Tensor | None) -> QAPair:
         source_lp, window = source
         target: Target = cand.payload["target"]
         if summary_lp is None:  # parity: LL_summary from the penalized search score
             summary_lp = cand.payload["penalized"]
         tokens = self.qagen.tokenizer.convert_ids_to_tokens(target.ids[target.num_unscored:])[: len(source_lp)]
-        return QAPair(question=cand.question, answer=cand.answer, ll_source=float(source_lp.mean()),
-                      ll_summary=float(summary_lp.mean()), tokens=tokens, source_logprobs=source_lp.tolist(),
+        ll_source, ll_summary = self._mean(source_lp, cand), self._mean(summary_lp, cand)
+        ll_prior = None if prior_lp is None else self._mean(prior_lp, cand)
+        reference = ll_summary if self.config.ll_reference == "summary" else ll_prior
+        return QAPair(question=cand.question, answer=cand.answer, quals=ll_source - reference, ll_source=ll_source,
+                      ll_summary=ll_summary, tokens=tokens, source_logprobs=source_lp.tolist(),
                       summary_logprobs=summary_lp.tolist(), search_score=cand.payload.get("search_score"),
-                      source_window=window, answer_start=self.qagen.answer_start(target))
+                      source_window=window, answer_start=cand.payload["answer_start"], ll_prior=ll_prior,
+                      prior_logprobs=None if prior_lp is None else prior_lp.tolist())
 
     def _generate(self, contexts: list[Context]) -> list[tuple[list[Candidate], list[Rejection]]]:
         """Diverse beam search on the summaries, batched by token budget; returns parsed candidates."""
@@ -235,6 +254,12 @@ class QualsScorer:
         if target.ids == ids and qagen.format.terminator != "merged":  # the search already teacher-forced it
             payload["generated_logprobs"] = raw[scored]  # (a merged terminator scores its last token differently)
         return Candidate(question, answer, search_score, float(raw[leading:].mean()), payload)
+
+    def _empty_passage(self) -> Context:
+        """The context of an empty passage (the reference of ``ll_reference="no_passage"``), encoded once."""
+        if self._empty is None:
+            self._empty = self._encode([self.qagen.passage_windows("", self.max_source_tokens)[0]])[0]
+        return self._empty
 
     def _source_windows(self, source: str) -> tuple[list[Context], int]:
         """Encoded windows of a source (only the first in 'truncate' mode) and the number of windows it needs.

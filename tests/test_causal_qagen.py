@@ -217,3 +217,17 @@ def test_lora_training_writes_an_adapter_that_loads_by_path(tokenizer, tmp_path)
     target = tuned.target("who visited paris ?", "alice")
     lp = [q.token_logprobs(q.encode([q.passage_windows(SOURCE)[0]]), [target])[0] for q in (tuned, plain)]
     assert not torch.allclose(lp[0], lp[1])  # the adapter changed the model
+
+
+@pytest.mark.parametrize("score_tokens", ["pair", "answer"])
+def test_named_variants_compare_the_scored_tokens_with_the_chosen_reference(trained, score_tokens):
+    scorer = QualsScorer(qagen=trained, show_progress=False, score_tokens=score_tokens, ll_reference="no_passage")
+    result = scorer.score([SUMMARIES[1]], [SOURCE], return_qa_pairs=True)[0]
+    for pair in result.pairs:
+        start = pair.answer_start if score_tokens == "answer" else 0
+        assert pair.tokens[pair.answer_start:] and "answer" not in "".join(pair.tokens[pair.answer_start:])
+        mean = {name: sum(lp[start:]) / len(lp[start:]) for name, lp in
+                [("source", pair.source_logprobs), ("summary", pair.summary_logprobs), ("prior", pair.prior_logprobs)]}
+        assert pair.ll_source == pytest.approx(mean["source"]) and pair.ll_summary == pytest.approx(mean["summary"])
+        assert pair.quals == pytest.approx(mean["source"] - mean["prior"])
+    assert result.quals == pytest.approx(sum(p.quals for p in result.pairs) / len(result.pairs))

@@ -24,8 +24,8 @@ def app():
 
 def make_pair(question, answer, ll_source, ll_summary, tokens=("▁who", "▁visited", "?", "</s>")):
     tokens = list(tokens)
-    return QAPair(question, answer, ll_source, ll_summary, tokens, source_logprobs=[ll_source] * len(tokens),
-                  summary_logprobs=[ll_summary] * len(tokens))
+    return QAPair(question, answer, ll_source - ll_summary, ll_source, ll_summary, tokens,
+                  source_logprobs=[ll_source] * len(tokens), summary_logprobs=[ll_summary] * len(tokens))
 
 
 def test_pair_table_lists_the_least_supported_fact_first(app):
@@ -56,7 +56,7 @@ def test_scores_that_round_to_zero_are_not_shown_as_negative_zero(app):
 
 
 def test_token_chart_has_both_series_in_token_order(app):
-    pair = QAPair("who visited paris ?", "bob", -1.0, -0.1, ["▁who", "▁visited", "▁the", "▁the", "</s>"],
+    pair = QAPair("who visited paris ?", "bob", -0.9, -1.0, -0.1, ["▁who", "▁visited", "▁the", "▁the", "</s>"],
                   source_logprobs=[-0.1, -0.2, -9.0, -0.3, -0.01], summary_logprobs=[-0.1, -0.2, -0.05, -0.3, -0.01])
     data = app.token_chart_data(pair)
     assert set(data["given"]) == {"source", "summary"}
@@ -70,7 +70,7 @@ def test_token_chart_has_both_series_in_token_order(app):
 
 def test_token_labels_sort_in_pair_order_beyond_nine_tokens(app):
     tokens = [f"t{i}" for i in range(12)]
-    pair = QAPair("q", "a", -1.0, -1.0, tokens, source_logprobs=[-1.0] * 12, summary_logprobs=[-1.0] * 12)
+    pair = QAPair("q", "a", 0.0, -1.0, -1.0, tokens, source_logprobs=[-1.0] * 12, summary_logprobs=[-1.0] * 12)
     labels = app.token_chart_data(pair)["token"].tolist()[:12]
     assert labels[0] == "01 t0" and labels[-1] == "12 t11"
     assert sorted(labels) == labels  # the chart sorts its x axis by label
