@@ -44,8 +44,7 @@ import warnings
 from pathlib import Path
 
 import numpy as np
-from scipy.stats import pearsonr, spearmanr
-from scipy.stats import ConstantInputWarning
+from scipy.stats import ConstantInputWarning, pearsonr, spearmanr
 from sklearn.metrics import roc_auc_score
 
 from quals import QualsConfig, QualsScorer
