@@ -47,8 +47,7 @@ import numpy as np
 from scipy.stats import ConstantInputWarning, pearsonr, spearmanr
 from sklearn.metrics import roc_auc_score
 
-from quals import QualsConfig, QualsScorer
-from quals.loading import resolve_format
+from quals import QualsConfig, QualsScorer, resolve_format
 
 
 PUBLISHED = {"QAGS (Wang et al. 2020)": {"qags-c": {"pearson": 0.545}, "qags-x": {"pearson": 0.175}}}

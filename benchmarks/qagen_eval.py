@@ -27,10 +27,8 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
-from quals.diverse_beam_search import diverse_beam_search
-from quals.filtering import normalize
-from quals.loading import load_qagen, resolve_format
-from quals.qagen_data import load_examples
+from quals import diverse_beam_search, load_qagen, normalize, resolve_format
+from quals.recipe import load_examples
 
 
 STOPWORDS = frozenset(["the", "a", "an", "of", "in", "on", "at", "to", "for", "by", "with", "from", "and", "or", "is",

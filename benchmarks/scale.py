@@ -8,8 +8,9 @@ Part 1 runs ``quals score --input corpus.jsonl --out DIR/`` (the resumable corpu
 corpus size and reads that process's peak resident memory: it must stay flat as the corpus grows, because rows
 are streamed block by block. Part 2 scores one file with K candidate summaries per document, laid out two
 ways (candidates of a document next to each other, or spread through the file candidate-major), and counts
-source encodings and throughput with and without the LRU source cache and the per-block grouping by source
-(each setting runs ``--repeats`` times and the fastest run is kept, as the machine may be shared).
+source encodings and throughput with and without the LRU source cache and the per-block grouping by source,
+reading the counts ``quals score`` prints (each setting runs ``--repeats`` times in a fresh process and the fastest
+run is kept, as the machine may be shared).
 
 Model: the tiny offline QAGen of ``quals.testing`` (2 BART layers, d=64, word tokenizer) with 2 beam groups
 and at most 8 new tokens, one CPU thread. Absolute speeds say nothing about a real QAGen on a GPU; the
@@ -22,6 +23,7 @@ import argparse
 import json
 import os
 import platform
+import re
 import subprocess
 import sys
 import tempfile
@@ -66,43 +68,19 @@ def measure_cli(corpus: Path, out: Path, model: Path, block_size: int) -> dict:
             "input_mib": round(corpus.stat().st_size / 2**20, 2)}
 
 
-def measure_reuse(corpus: Path, model: Path, block_size: int, cache_size: int) -> dict:
-    """Score ``corpus`` in-process through the CLI's block scorer; count source encodings and cache hits."""
-    from itertools import islice
-
-    import torch
-
-    from quals.io import read_rows
-    from quals.score_cli import score_block
-    from quals.scorer import QualsScorer
-
-    torch.set_num_threads(1)
-    scorer = QualsScorer(model=str(model), device="cpu", show_progress=False, num_beam_groups=2, max_new_tokens=8,
-                         source_cache_size=cache_size)
-    qagen = scorer.load()
-    encoder_seconds = [0.0]
-    encode = qagen.encode
-
-    def timed_encode(*args, **kwargs):  # the encoder time of sources and summaries, which reuse saves on
-        started = time.perf_counter()
-        try:
-            return encode(*args, **kwargs)
-        finally:
-            encoder_seconds[0] += time.perf_counter() - started
-
-    qagen.encode = timed_encode
-    rows, scored = read_rows(str(corpus)), 0
+def measure_reuse(corpus: Path, out: Path, model: Path, block_size: int, cache_size: int) -> dict:
+    """Score ``corpus`` with ``quals score`` (one file out); count source encodings and source-cache hits."""
+    command = [sys.executable, "-m", "quals", "score", "--input", str(corpus), "--out", str(out), "--model",
+               str(model), "--block-size", str(block_size), "--source-cache-size", str(cache_size), *SETTINGS]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "TQDM_DISABLE": "1"}
     started = time.perf_counter()
-    try:
-        while block := list(islice(rows, block_size)):
-            scored += len(score_block(scorer, block, explain=False, chunk_size=64))
-    finally:
-        qagen.encode = encode
+    result = subprocess.run(command, capture_output=True, text=True, env=env, check=True)
     seconds = time.perf_counter() - started
-    return {"block_size": block_size, "source_cache_size": cache_size, "rows": scored,
-            "source_encodings": scorer.source_encodings, "source_cache_hits": scorer.source_cache_hits,
-            "encoder_seconds": round(encoder_seconds[0], 2), "seconds": round(seconds, 1),
-            "summaries_per_s": round(scored / seconds, 1)}
+    encoded, hits = re.search(r"(\d+) source\(s\) encoded, (\d+) found in the source cache", result.stderr).groups()
+    rows = len(out.read_text(encoding="utf-8").splitlines())
+    return {"block_size": block_size, "source_cache_size": cache_size, "rows": rows,
+            "source_encodings": int(encoded), "source_cache_hits": int(hits), "seconds": round(seconds, 1),
+            "summaries_per_s": round(rows / seconds, 1)}
 
 
 def main() -> None:
@@ -132,18 +110,17 @@ def main() -> None:
 
         k, docs = args.candidates, args.documents
         print(f"\n{docs} documents x {k} candidates ({docs * k} rows), documents of 2 x 6 sentences")
-        print(f"{'layout':<10} {'block':>6} {'cache':>6} {'encodings':>10} {'hits':>6} {'encoder s':>10} "
-              f"{'seconds':>8} {'summ/s':>8}")
+        print(f"{'layout':<10} {'block':>6} {'cache':>6} {'encodings':>10} {'hits':>6} {'seconds':>8} {'summ/s':>8}")
         for spread in (False, True):
             corpus = write_corpus(tmp / f"k-{spread}.jsonl", docs, k, spread=spread, filler=5)
             layout = "spread" if spread else "adjacent"
             for block_size, cache_size in ((64, 0), (64, 256), (docs * k, 256)):
-                runs = [measure_reuse(corpus, model, block_size, cache_size) for _ in range(args.repeats)]
+                runs = [measure_reuse(corpus, tmp / "reuse.jsonl", model, block_size, cache_size)
+                        for _ in range(args.repeats)]
                 row = {"layout": layout, **min(runs, key=lambda run: run["seconds"]), "repeats": args.repeats}
                 results["source_reuse"].append(row)
                 print(f"{layout:<10} {block_size:>6} {cache_size:>6} {row['source_encodings']:>10} "
-                      f"{row['source_cache_hits']:>6} {row['encoder_seconds']:>10} {row['seconds']:>8} "
-                      f"{row['summaries_per_s']:>8}", flush=True)
+                      f"{row['source_cache_hits']:>6} {row['seconds']:>8} {row['summaries_per_s']:>8}", flush=True)
     if not args.sizes and Path(args.out).exists():  # only part 2 was run: keep part 1 of the earlier results
         results["corpus_growth"] = json.loads(Path(args.out).read_text(encoding="utf-8"))["corpus_growth"]
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)

@@ -41,74 +41,76 @@ from pathlib import Path
 import torch
 from transformers import AutoTokenizer, BartConfig, BartForConditionalGeneration
 
-from quals import QualsConfig, QualsScorer
-from quals.diverse_beam_search import KeepAllRows, diverse_beam_search
-from quals.filtering import filter_pairs
-from quals.formats import QAFormat
-from quals.loading import load_qagen, resolve_format
-from quals.testing import save_qagen
+from quals import (
+    KeepAllRows,
+    QAFormat,
+    QualsConfig,
+    QualsScorer,
+    diverse_beam_search,
+    filter_pairs,
+    load_qagen,
+    resolve_format,
+    save_qagen,
+)
 
 
 DATA = Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "xsum_pairs" / "train_pairs.jsonl"
 RESULTS = Path(__file__).resolve().parent / "results"
 
 
-class BenchmarkScorer(QualsScorer):
-    """The engine, timing its phases; with ``take_all_sequences`` (random weights) every generated sequence is
-    taken as a (question, empty answer) pair, else the real parser and filter run."""
+def run_engine(config: QualsConfig, qagen, summaries: list[str], sources: list[str], take_all_sequences: bool
+               ) -> tuple[float, dict[str, float], list]:
+    """One timed engine run (a fresh scorer: cold source cache) through the scorer's three public stages.
 
-    timings: dict[str, float]
-    take_all_sequences = True
-
-    def _candidates(self, sequences, raw, penalized, lengths):
-        if not self.take_all_sequences:
-            return super()._candidates(sequences, raw, penalized, lengths)
-        return [self._sequence_candidate(f"sequence {g}", "", sequences[g, :length].tolist(), raw[g, :length],
-                                         penalized[g, :length]) for g, length in enumerate(lengths)], []
-
-    def _generate(self, contexts):
-        return self._timed("generation", super()._generate, contexts)
-
-    def _token_logprobs(self, jobs):
-        return self._timed("scoring", super()._token_logprobs, jobs)
-
-    def _encode(self, inputs):
-        return self._timed("encoding", super()._encode, inputs)
-
-    def _timed(self, phase, fn, *args):
-        start = time.perf_counter()
-        result = fn(*args)
-        self.timings[phase] = self.timings.get(phase, 0.0) + time.perf_counter() - start
-        return result
+    With ``take_all_sequences`` (random weights write no parseable pair) every generated sequence is taken as a
+    (question, empty answer) pair; otherwise the real parser and filter run."""
+    scorer = QualsScorer(config, qagen=qagen)
+    start = time.perf_counter()
+    generations = scorer.generate(summaries)
+    if take_all_sequences:
+        for generation in generations:
+            generation.candidates = [scorer.sequence_candidate(f"sequence {g}", "", *sequence)
+                                     for g, sequence in enumerate(generation.sequences)]
+    generated = time.perf_counter()
+    selections = [scorer.select(generation) for generation in generations]
+    results = scorer.score_pairs(generations, selections, sources)
+    seconds = time.perf_counter() - start
+    phases = {"generation": generated - start, "scoring": seconds - (generated - start),
+              "decoder_rows": scorer.decoder_rows}
+    return seconds, phases, results
 
 
-def naive_quals(scorer: QualsScorer, summary: str, source: str, timings: dict[str, float], lengths: list[int]
-                ) -> float | None:
-    """The released pipeline's order of work for one summary (same model, same search, same filter)."""
-    qagen, groups = scorer.qagen, scorer.num_groups
-    qagen.share_context_cache = False  # every beam and every pair computes its own cross-attention keys/values
+def naive_quals(config: QualsConfig, qagen, summary: str, source: str, take_all_sequences: bool,
+                timings: dict[str, float], lengths: list[int]) -> float | None:
+    """The released pipeline's order of work for one summary (same model, same search, same filter): every beam
+    decodes until all have finished, every row computes its own context, every pair re-encodes its inputs."""
+    scorer = QualsScorer(config, qagen=qagen)
+    groups = scorer.num_groups
     start = time.perf_counter()
     context = qagen.encode([qagen.passage_windows(summary, scorer.max_source_tokens, 0.0)[0]])
-    every_row = KeepAllRows(qagen.stepper(context, groups), groups, qagen.pad_id)
-    search = diverse_beam_search(every_row, 1, groups,
-                                 scorer.diversity_penalty, scorer.min_new_tokens, scorer.max_new_tokens, qagen.eos_id,
-                                 qagen.pad_id, share_prefixes=False)
+    every_row = KeepAllRows(qagen.stepper(context, groups, share_context_cache=False), groups, qagen.pad_id)
+    search = diverse_beam_search(every_row, 1, groups, scorer.diversity_penalty, scorer.min_new_tokens,
+                                 scorer.max_new_tokens, qagen.eos_id, qagen.pad_id, share_prefixes=False)
     timings["generation"] = timings.get("generation", 0.0) + time.perf_counter() - start
     timings["decoder_rows"] = timings.get("decoder_rows", 0) + every_row.decoder_rows
     lengths.extend(search.lengths[0].tolist())
-    candidates, _ = scorer._candidates(search.sequences[0], search.token_logprobs[0], search.penalized_logprobs[0],
-                                       search.lengths[0].tolist())
-    kept, _ = filter_pairs(candidates, summary, scorer.config.filter_mode, scorer.config.max_pairs)
+    sequences = [(search.sequences[0, g, :n].tolist(), search.token_logprobs[0, g, :n],
+                  search.penalized_logprobs[0, g, :n]) for g, n in enumerate(search.lengths[0].tolist())]
+    if take_all_sequences:
+        candidates = [scorer.sequence_candidate(f"sequence {g}", "", *seq) for g, seq in enumerate(sequences)]
+    else:
+        candidates = scorer.generate([summary])[0].candidates  # the same search again, parsed by the engine
+    kept, _ = filter_pairs(candidates, summary, config.filter_mode, config.max_pairs)
     start = time.perf_counter()
     source_ids = qagen.passage_windows(source, scorer.max_source_tokens)[0]
     differences = []
     for cand in kept:  # one pair at a time, each input encoded again for every pair
         target = cand.payload["target"]
-        on_source = qagen.token_logprobs(qagen.encode([source_ids]), [target])[0].mean()
-        on_summary = qagen.token_logprobs(qagen.encode([context[0].input_ids.tolist()]), [target])[0].mean()
-        differences.append(float(on_source - on_summary))
+        on_source = qagen.token_logprobs(qagen.encode([source_ids]), [target], share_context_cache=False)[0]
+        on_summary = qagen.token_logprobs(qagen.encode([context[0].input_ids.tolist()]), [target],
+                                          share_context_cache=False)[0]
+        differences.append(float(on_source.mean() - on_summary.mean()))
     timings["scoring"] = timings.get("scoring", 0.0) + time.perf_counter() - start
-    qagen.share_context_cache = True
     return sum(differences) / len(differences) if differences else None
 
 
@@ -116,22 +118,6 @@ LABELS = {"naive": "naive", "engine_without_shared_context_cache": "engine, no s
           "engine_without_prefix_sharing": "engine, no prefix sharing",
           "engine_without_search_logprobs": "engine, LL_summary re-scored", "engine": "engine",
           "engine_bfloat16": "engine, bfloat16 weights"}
-
-
-def run_engine(engine: BenchmarkScorer, summaries: list[str], sources: list[str], share_context_cache: bool = True,
-               **config_switches) -> tuple[float, dict[str, float], list]:
-    """One timed engine run from a cold source cache, with some ``QualsConfig`` switches; returns seconds, phase
-    timings and decoder rows."""
-    config = engine.config
-    engine.qagen.share_context_cache = share_context_cache
-    engine.config = dataclasses.replace(config, **config_switches)
-    engine.timings, engine._source_cache, engine.decoder_rows = {}, type(engine._source_cache)(), 0
-    start = time.perf_counter()
-    results = engine.score(summaries, sources)
-    seconds, timings = time.perf_counter() - start, {**engine.timings, "decoder_rows": engine.decoder_rows}
-    engine.qagen.share_context_cache, engine.config = True, config
-    engine.timings, engine._source_cache = {}, type(engine._source_cache)()
-    return seconds, timings, results
 
 
 def build_model(folder: Path, seed: int) -> Path:
@@ -182,21 +168,21 @@ def measure(qagen, args, max_pairs: int, summaries: list[str], sources: list[str
     the best of overlapping windows, would score more)."""
     config = QualsConfig(model=qagen.format.model, device=args.device, filter_mode="reference", max_pairs=max_pairs,
                          long_source="truncate", max_batch_tokens=args.max_batch_tokens, show_progress=False)
-    engine = BenchmarkScorer(config, qagen=qagen)
-    engine.take_all_sequences = args.model is None
-    engine.timings = {}
-    engine.score(summaries[:1], sources[:1])  # warm-up (allocator)
+    take_all = args.model is None
+    run_engine(config, qagen, summaries[:1], sources[:1], take_all)  # warm-up (allocator)
 
     start = time.perf_counter()
     naive_timings: dict[str, float] = {}
     lengths: list[int] = []
-    naive = [naive_quals(engine, s, d, naive_timings, lengths) for s, d in zip(summaries, sources, strict=True)]
+    naive = [naive_quals(config, qagen, s, d, take_all, naive_timings, lengths)
+             for s, d in zip(summaries, sources, strict=True)]
     rows = {"naive": (time.perf_counter() - start, naive_timings)}
     variants = {"engine_without_shared_context_cache": {"share_context_cache": False},
                 "engine_without_prefix_sharing": {"share_prefixes": False},
                 "engine_without_search_logprobs": {"reuse_search_logprobs": False}, "engine": {}}
     for name, switches in variants.items():
-        seconds, timings, results = run_engine(engine, summaries, sources, **switches)
+        seconds, timings, results = run_engine(dataclasses.replace(config, **switches), qagen, summaries, sources,
+                                               take_all)
         rows[name] = (seconds, timings)
         if name == "engine":
             engine_results = results
@@ -204,11 +190,9 @@ def measure(qagen, args, max_pairs: int, summaries: list[str], sources: list[str
     report = {"naive_and_engine_agree_on_unscored": [a is None for a in naive] == [r.quals is None
                                                                                    for r in engine_results]}
     if bf16_qagen is not None:
-        engine_bf16 = BenchmarkScorer(dataclasses.replace(config, dtype="bfloat16"), qagen=bf16_qagen)
-        engine_bf16.take_all_sequences = engine.take_all_sequences
-        engine_bf16.timings = {}
-        engine_bf16.score(summaries[:1], sources[:1])
-        seconds, timings, bf16_results = run_engine(engine_bf16, summaries, sources)
+        bf16_config = dataclasses.replace(config, dtype="bfloat16")
+        run_engine(bf16_config, bf16_qagen, summaries[:1], sources[:1], take_all)
+        seconds, timings, bf16_results = run_engine(bf16_config, bf16_qagen, summaries, sources, take_all)
         rows["engine_bfloat16"] = (seconds, timings)
         both = [(a.quals, b.quals) for a, b in zip(engine_results, bf16_results, strict=True)
                 if a.quals is not None and b.quals is not None]
@@ -219,7 +203,8 @@ def measure(qagen, args, max_pairs: int, summaries: list[str], sources: list[str
     scored = [r.num_pairs for r in engine_results]
     return {
         "workload": {"summaries": n, "documents": args.documents, "summaries_per_doc": args.summaries_per_doc,
-                     "mean_source_tokens": sum(source_lengths) / len(source_lengths), "groups": engine.num_groups,
+                     "mean_source_tokens": sum(source_lengths) / len(source_lengths),
+                     "groups": QualsScorer(config, qagen=qagen).num_groups,
                      "mean_generated_tokens": sum(lengths) / len(lengths), "max_generated_tokens": max(lengths),
                      "max_pairs": max_pairs, "mean_pairs_scored_per_summary": sum(scored) / n,
                      "model": args.model or "BART-base-sized, random weights"},
@@ -240,14 +225,13 @@ def print_table(report: dict) -> None:
           f"{workload['groups']} groups, generated sequences of {workload['mean_generated_tokens']:.1f} tokens on "
           f"average (max {workload['max_generated_tokens']})")
     print(f"{'pipeline':<32}{'seconds':>9}{'summ/s':>9}{'speed-up':>10}{'generation s':>14}{'decoder rows':>14}"
-          f"{'encoding s':>12}{'scoring s':>11}")
+          f"{'scoring s':>11}")
     for name, label in LABELS.items():
         if name not in report:
             continue
         row, phases = report[name], report[name]["phases"]
         print(f"{label:<32}{row['seconds']:>9.1f}{row['summaries_per_second']:>9.3f}{row['speedup']:>9.2f}x"
-              f"{phases.get('generation', 0):>14.1f}{row['decoder_rows']:>14,}{phases.get('encoding', 0):>12.1f}"
-              f"{phases.get('scoring', 0):>11.1f}")
+              f"{phases.get('generation', 0):>14.1f}{row['decoder_rows']:>14,}{phases.get('scoring', 0):>11.1f}")
     print(f"max |QUALS difference| naive vs engine: {report['max_abs_quals_difference']:.2e}")
     if "bfloat16_max_abs_quals_difference" in report:
         print(f"max |QUALS difference| bfloat16 vs float32 engine: {report['bfloat16_max_abs_quals_difference']:.3f}")

@@ -14,10 +14,10 @@ import sys
 
 
 SUBCOMMANDS = {
-    "score": ("quals.score_cli", "Score summaries against their sources with QUALS."),
-    "train-qagen": ("quals.train_qagen", "Fine-tune a QAGen model on SQuAD-format data."),
+    "score": ("quals.corpus.score", "Score summaries against their sources with QUALS."),
+    "train-qagen": ("quals.recipe.train", "Fine-tune a QAGen model on SQuAD-format data."),
     "export-metric": ("quals.hub", "Write the evaluate metric folder (for evaluate.load('quals') or a Space)."),
-    "merge": ("quals.sharding", "Merge the part files of a sharded 'quals score --out DIR/' run."),
+    "merge": ("quals.corpus.sharding", "Merge the part files of a sharded 'quals score --out DIR/' run."),
 }
 
 

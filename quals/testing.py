@@ -31,8 +31,8 @@ from transformers import (
     T5ForConditionalGeneration,
 )
 
-from quals.bundled import save_qagen
-from quals.formats import QAFormat
+from quals.engine.formats import QAFormat
+from quals.engine.model_folders import save_qagen
 
 
 SPECIAL_TOKENS = ["<pad>", "<s>", "</s>", "<unk>", "<sep>"]  # ids 0..4
@@ -269,7 +269,7 @@ def write_gguf(model, tokenizer, path: str | Path) -> Path:
 def train_tiny_causal_qagen(path: str | Path, steps: int = 250, seed: int = 0, arch: str = "llama") -> Path:
     """Train a tiny chat-format causal QAGen on the synthetic world (prompts and targets built as the scorer
     builds them) and save it."""
-    from quals.qagen import build_qagen
+    from quals.engine.qagen import build_qagen
 
     tokenizer = chat_tokenizer()
     model = tiny_causal_lm(len(tokenizer), arch, seed=seed)

@@ -10,7 +10,7 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 import pytest
 import torch
 
-from quals.bundled import save_qagen
+from quals.engine.model_folders import save_qagen
 from quals.testing import RANDOM_FORMAT, tiny_bart, tiny_gpt2, tiny_qagen, tiny_t5, word_tokenizer
 
 

@@ -6,8 +6,8 @@ import pytest
 from safetensors import safe_open
 
 from quals import QualsScorer
-from quals.bundled import BUNDLED_DIR, bundled_presets
-from quals.filtering import normalize
+from quals.engine.filtering import normalize
+from quals.engine.model_folders import BUNDLED_DIR, bundled_presets
 
 
 MINI = BUNDLED_DIR / "mini"

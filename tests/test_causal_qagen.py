@@ -9,10 +9,10 @@ import pytest
 import torch
 
 from quals import QualsScorer
-from quals.bundled import save_qagen
-from quals.diverse_beam_search import diverse_beam_search
-from quals.loading import ModelLoadError, load_qagen, resolve_format
-from quals.qagen import CausalQAGen, Target, build_qagen
+from quals.engine.diverse_beam_search import diverse_beam_search
+from quals.engine.loading import ModelLoadError, load_qagen, resolve_format
+from quals.engine.model_folders import save_qagen
+from quals.engine.qagen import CausalQAGen, Target, build_qagen
 from quals.testing import CHAT_FORMAT, FILLER, SyntheticWorld, chat_tokenizer, tiny_causal_lm, tiny_qagen, write_gguf
 
 
@@ -191,7 +191,7 @@ def test_weights_from_an_installed_package_or_a_clear_error(tokenizer, tmp_path,
 
 
 def test_lora_training_writes_an_adapter_that_loads_by_path(tokenizer, tmp_path):
-    from quals.train_qagen import TrainQAGenConfig, train_qagen
+    from quals.recipe.train import TrainQAGenConfig, train_qagen
 
     base = save_qagen(tiny_causal_lm(len(tokenizer), "llama", seed=2), tokenizer, tmp_path / "base", CHAT_FORMAT)
     world, data = SyntheticWorld(1), []

@@ -7,8 +7,7 @@ from pathlib import Path
 import gradio as gr
 import pytest
 
-from quals import DEFAULT_PRESET
-from quals.results import QAPair, SummaryScore
+from quals import DEFAULT_PRESET, PRESETS
 
 
 APP_FILE = Path(__file__).resolve().parent.parent / "metrics" / "quals" / "app.py"
@@ -22,19 +21,24 @@ def app():
     return module
 
 
-def make_pair(question, answer, ll_source, ll_summary, tokens=("▁who", "▁visited", "?", "</s>")):
+def make_pair(question, answer, ll_source, ll_summary, tokens=("▁who", "▁visited", "?", "</s>"), **per_token):
+    """A kept pair as the metric returns it with ``return_qa_pairs=True``."""
     tokens = list(tokens)
-    return QAPair(question, answer, ll_source - ll_summary, ll_source, ll_summary, tokens,
-                  source_logprobs=[ll_source] * len(tokens), summary_logprobs=[ll_summary] * len(tokens))
+    return {"question": question, "answer": answer, "quals": ll_source - ll_summary, "ll_source": ll_source,
+            "ll_summary": ll_summary, "tokens": tokens, "source_logprobs": [ll_source] * len(tokens),
+            "summary_logprobs": [ll_summary] * len(tokens), **per_token}
+
+
+def metric_output(*summaries):
+    """The metric's output for (quals, kept pairs, error) per summary."""
+    return {"quals": [q for q, _, _ in summaries], "num_qa_pairs": [len(p) for _, p, _ in summaries],
+            "errors": [e for _, _, e in summaries], "qa_pairs": [{"kept": p, "rejected": []} for _, p, _ in summaries]}
 
 
 def test_pair_table_lists_the_least_supported_fact_first(app):
-    scores = [
-        SummaryScore(0, quals=-0.2, num_pairs=2, pairs=[make_pair("q1", "a1", -0.5, -0.2), make_pair("q2", "a2",
-                                                                                                     -0.3, -0.4)]),
-        SummaryScore(1, quals=-2.0, num_pairs=1, pairs=[make_pair("q3", "bob", -2.3, -0.3)]),
-        SummaryScore(2, quals=None, error="no QA pair survived filtering", pairs=[]),
-    ]
+    scores = metric_output((-0.2, [make_pair("q1", "a1", -0.5, -0.2), make_pair("q2", "a2", -0.3, -0.4)], None),
+                           (-2.0, [make_pair("q3", "bob", -2.3, -0.3)], None),
+                           (None, [], "no QA pair survived filtering"))
     table = app.pair_rows(app.ranked_pairs(scores))
     assert list(table.columns) == app.PAIR_COLUMNS
     assert table["question"].tolist() == ["q3", "q1", "q2"]
@@ -50,27 +54,28 @@ def test_pair_table_lists_the_least_supported_fact_first(app):
 
 
 def test_scores_that_round_to_zero_are_not_shown_as_negative_zero(app):
-    scores = [SummaryScore(0, quals=-4e-5, num_pairs=1, pairs=[make_pair("q", "a", -0.10004, -0.1)])]
+    scores = metric_output((-4e-5, [make_pair("q", "a", -0.10004, -0.1)], None))
     assert app.summary_rows(scores, ["s"])["QUALS"].tolist() == ["0.000"]
     assert str(app.pair_rows(app.ranked_pairs(scores))["QUALS (difference)"][0]) == "0.0"
 
 
 def test_token_chart_has_both_series_in_token_order(app):
-    pair = QAPair("who visited paris ?", "bob", -0.9, -1.0, -0.1, ["▁who", "▁visited", "▁the", "▁the", "</s>"],
-                  source_logprobs=[-0.1, -0.2, -9.0, -0.3, -0.01], summary_logprobs=[-0.1, -0.2, -0.05, -0.3, -0.01])
+    pair = make_pair("who visited paris ?", "bob", -1.0, -0.1, ["▁who", "▁visited", "▁the", "▁the", "</s>"],
+                     source_logprobs=[-0.1, -0.2, -9.0, -0.3, -0.01],
+                     summary_logprobs=[-0.1, -0.2, -0.05, -0.3, -0.01])
     data = app.token_chart_data(pair)
     assert set(data["given"]) == {"source", "summary"}
     source = data[data["given"] == "source"]
     assert source["token"].tolist() == ["1 who", "2 visited", "3 the", "4 the", "5 </s>"]  # repeats stay distinct
-    assert source["probability"].tolist() == pytest.approx([math.exp(v) for v in pair.source_logprobs])
+    assert source["probability"].tolist() == pytest.approx([math.exp(v) for v in pair["source_logprobs"]])
     summary = data[data["given"] == "summary"]
-    assert summary["probability"].tolist() == pytest.approx([math.exp(v) for v in pair.summary_logprobs])
+    assert summary["probability"].tolist() == pytest.approx([math.exp(v) for v in pair["summary_logprobs"]])
     assert summary["token"].tolist() == source["token"].tolist()
 
 
 def test_token_labels_sort_in_pair_order_beyond_nine_tokens(app):
     tokens = [f"t{i}" for i in range(12)]
-    pair = QAPair("q", "a", 0.0, -1.0, -1.0, tokens, source_logprobs=[-1.0] * 12, summary_logprobs=[-1.0] * 12)
+    pair = make_pair("q", "a", -1.0, -1.0, tokens)
     labels = app.token_chart_data(pair)["token"].tolist()[:12]
     assert labels[0] == "01 t0" and labels[-1] == "12 t11"
     assert sorted(labels) == labels  # the chart sorts its x axis by label
@@ -104,9 +109,9 @@ def test_model_options_prefer_the_given_folder_and_hide_the_untrained_paper_chec
     assert options[labels[0]] == {"model": str(tmp_path)}
     presets = [args["preset"] for args in options.values() if "preset" in args]
     assert "paper" not in presets
-    hub = [name for name in presets if name in app.quals.PRESETS]
+    hub = [name for name in presets if name in PRESETS]
     assert hub[0] == DEFAULT_PRESET
-    assert next(iter(app.model_options(None).values()))["preset"] in {"mini", DEFAULT_PRESET}
+    assert next(iter(app.model_options(None).values()))["preset"] in {"mini", "smollm2-qagen", DEFAULT_PRESET}
 
 
 def test_one_summary_per_line(app):

@@ -3,9 +3,9 @@
 import pytest
 import torch
 
-from quals.diverse_beam_search import KeepAllRows, diverse_beam_search
-from quals.loading import load_qagen, resolve_format
-from quals.qagen import Target
+from quals.engine.diverse_beam_search import KeepAllRows, diverse_beam_search
+from quals.engine.loading import load_qagen, resolve_format
+from quals.engine.qagen import Target
 
 
 EOS, PAD = 2, 0

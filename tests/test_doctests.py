@@ -15,7 +15,7 @@ import trainer_ext
 def _modules_with_examples() -> list[str]:
     names = []
     for package in (quals, trainer_ext):
-        for info in pkgutil.iter_modules(package.__path__, package.__name__ + "."):
+        for info in pkgutil.walk_packages(package.__path__, package.__name__ + "."):
             if info.name.endswith(".__main__"):  # importing it runs the CLI
                 continue
             tests = doctest.DocTestFinder().find(importlib.import_module(info.name))
@@ -28,7 +28,8 @@ MODULES = _modules_with_examples()
 
 
 def test_examples_are_found():
-    assert {"quals.qagen_data", "quals.warm_start", "quals.results"} <= set(MODULES)
+    assert {"quals.recipe.data", "quals.recipe.warm_start", "quals.engine.results", "quals.engine.presets",
+            "quals.engine.qagen.prompt", "quals.flags"} <= set(MODULES)
 
 
 @pytest.mark.parametrize("name", MODULES)

@@ -2,7 +2,7 @@
 
 import pytest
 
-from quals.filtering import Candidate, filter_pairs, normalize
+from quals.engine.filtering import Candidate, filter_pairs, normalize
 
 
 def cand(question, answer, score=0.0, mean=None):

@@ -2,9 +2,10 @@
 
 import pytest
 
-from quals.bundled import format_from_folder, save_format
-from quals.formats import DEFAULT_PRESET, PRESETS, QAFormat, get_preset
-from quals.loading import load_qagen, resolve_format
+from quals.engine.formats import PRESETS, QAFormat
+from quals.engine.loading import load_qagen, resolve_format
+from quals.engine.model_folders import format_from_folder, save_format
+from quals.engine.presets import DEFAULT_PRESET, get_preset
 
 
 def test_paper_format_round_trip_and_malformed_outputs():
@@ -31,7 +32,7 @@ def test_presets_and_errors():
     assert {"paper", "lmqg-t5-small", "lmqg-t5-base", "lmqg-t5-large", "lmqg-bart-large",
             "mqag-t5-large"} <= set(PRESETS)
     assert get_preset("lmqg-bart-large").leading_label_tokens == "unscored"
-    with pytest.raises(KeyError, match="Valid presets: .*lmqg-t5-base"):
+    with pytest.raises(ValueError, match="^Unknown QUALS preset 'nope'. Valid presets: .*lmqg-t5-base"):
         get_preset("nope")
     with pytest.raises(ValueError, match="passage"):
         QAFormat(name="x", model="m", input_template="no placeholder")
@@ -60,7 +61,7 @@ def test_decode_pairs_keeps_a_special_token_separator(random_models):
 
 
 def test_unloadable_model_gives_a_clear_error():
-    from quals.loading import ModelLoadError
+    from quals.engine.loading import ModelLoadError
 
     with pytest.raises(ModelLoadError, match="Could not load the QAGen model '/no/such/folder'"):
         load_qagen(resolve_format("paper", "/no/such/folder"), "cpu")

@@ -11,10 +11,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from quals.cli import main
-from quals.io import InputError, Row, read_rows
-from quals.results import SummaryScore
-from quals.score_cli import score_block
-from quals.scorer import QualsScorer
+from quals.corpus.io import InputError, Row, read_rows
+from quals.corpus.score import score_block
+from quals.engine.results import SummaryScore
+from quals.engine.scorer import QualsScorer
 from quals.testing import SyntheticWorld, tiny_qagen
 
 

@@ -39,7 +39,7 @@ def test_load_from_checkout_honours_load_kwargs(in_repo, trained_qagen_path):
 
 def test_config_name_selects_a_preset_and_unknown_names_fail(in_repo):
     assert evaluate.load("metrics/quals", config_name="lmqg-t5-small").quals_config.preset == "lmqg-t5-small"
-    with pytest.raises(KeyError, match="Valid presets"):
+    with pytest.raises(ValueError, match="Unknown QUALS preset 'no-such-preset'. Valid presets"):
         evaluate.load("metrics/quals", config_name="no-such-preset")
 
 

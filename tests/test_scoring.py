@@ -4,9 +4,9 @@ import pytest
 import torch
 
 from quals import QualsConfig, QualsScorer
-from quals.formats import QAFormat
-from quals.loading import load_qagen, resolve_format
-from quals.qagen import QAGenModel, build_qagen
+from quals.engine.formats import QAFormat
+from quals.engine.loading import load_qagen, resolve_format
+from quals.engine.qagen import QAGenModel, build_qagen
 from quals.testing import FILLER, save_qagen, tiny_bart, word_tokenizer
 
 

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from quals.cli import main
-from quals.sharding import IncompleteRunError, Plan, RunDirectory
+from quals.corpus.sharding import IncompleteRunError, Plan, RunDirectory
 from quals.testing import SyntheticWorld, tiny_qagen
 
 
@@ -195,9 +195,9 @@ def test_merge_subcommand(tmp_path, capsys):
 
 @pytest.mark.slow
 def test_a_block_encodes_each_shared_source_once_even_when_its_rows_are_spread(model):
-    from quals.io import Row
-    from quals.score_cli import score_block
-    from quals.scorer import QualsScorer
+    from quals.corpus.io import Row
+    from quals.corpus.score import score_block
+    from quals.engine.scorer import QualsScorer
 
     world = SyntheticWorld(5)
     facts = [world.fact() for _ in range(3)]

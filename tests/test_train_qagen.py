@@ -9,19 +9,20 @@ import torch
 from transformers import AutoTokenizer, BertConfig, BertModel, BertTokenizer
 
 from quals import QualsScorer
-from quals.formats import get_preset
-from quals.qagen import build_qagen
-from quals.qagen_data import QAExample, cloze_examples, crop_to_answer, load_examples, split_by_article, squad_examples
-from quals.testing import CITIES, DAYS, PEOPLE, WORDS, SyntheticWorld
-from quals.train_qagen import (
-    PassageGroupCollator,
-    TrainQAGenConfig,
-    _round_trips,
-    is_cross_attention,
-    load_model_and_tokenizer,
-    train_qagen,
+from quals.engine.presets import get_preset
+from quals.engine.qagen import build_qagen
+from quals.recipe.data import (
+    QAExample,
+    cloze_examples,
+    crop_to_answer,
+    load_examples,
+    split_by_article,
+    squad_examples,
 )
-from quals.warm_start import bart_from_bert, evenly_spaced_layers
+from quals.recipe.seq2seq import PassageGroupCollator, _round_trips, is_cross_attention
+from quals.recipe.train import TrainQAGenConfig, load_model_and_tokenizer, train_qagen
+from quals.recipe.warm_start import bart_from_bert, evenly_spaced_layers
+from quals.testing import CITIES, DAYS, PEOPLE, WORDS, SyntheticWorld
 
 
 def _squad(world: SyntheticWorld, articles: int = 4, paragraphs: int = 3) -> dict:
@@ -120,7 +121,7 @@ def test_cross_attention_can_start_as_a_copy_of_self_attention(bert_folder):
     assert not torch.equal(fresh.model.decoder.layers[0].encoder_attn.k_proj.weight,
                            bert.encoder.layer[0].attention.self.key.weight)
     with pytest.raises(ValueError, match="cross_attention_init"):
-        from quals.warm_start import warm_start
+        from quals.recipe.warm_start import warm_start
 
         warm_start(str(bert_folder), "bart", None, cross_attention_init="zeros")
 

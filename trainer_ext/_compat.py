@@ -113,14 +113,6 @@ def apply_peft(model, peft_config, checkpointing: bool):
     return get_peft_model(model, peft_config)
 
 
-def is_peft_model(model) -> bool:
-    try:
-        from peft import PeftModel
-    except ImportError:
-        return False
-    return isinstance(model, PeftModel)
-
-
 def needs_synced_generation(model) -> bool:
     """True under DeepSpeed ZeRO-3 or FSDP, where every generate step is a collective (``synced_gpus``)."""
     try:

@@ -2,40 +2,29 @@
 
     python metrics/quals/app.py [--model FOLDER] [--host 127.0.0.1] [--port 7860]
 
-The QAGen model, first found: ``--model`` or ``$QUALS_MODEL`` (a local folder), the bundled ``mini`` preset, else
-the default Hub preset. Other presets can be picked in the UI. The UI is built by ``build_demo``; everything it
-shows is computed by the small pure functions above it, which the tests call directly.
+The demo is built on the metric itself: it loads this folder's ``quals.py`` with ``evaluate.load`` (one metric
+instance per chosen model) and shows what ``compute(..., return_qa_pairs=True)`` returns; it never imports the
+engine. The QAGen model, first found: ``--model`` or ``$QUALS_MODEL`` (a local folder), a bundled preset, else the
+default Hub preset. Other presets can be picked in the UI. The UI is built by ``build_demo``; everything it shows
+is computed by the small pure functions above it, which the tests call directly.
 """
 
 from __future__ import annotations
 
 import argparse
 import functools
-import importlib
 import logging
 import math
 import os
-import sys
 from pathlib import Path
 
+import evaluate
 import gradio as gr
 import pandas as pd
 
 
 logger = logging.getLogger("quals.demo")
-
-
-def _import_engine():
-    """The ``quals`` package. Run as a script, this folder is on ``sys.path`` and its ``quals.py`` (the evaluate
-    module) would shadow the package of the same name, so the folder is dropped from the path first."""
-    here = Path(__file__).resolve().parent
-    sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != here]
-    if not hasattr(sys.modules.get("quals"), "QualsScorer"):
-        sys.modules.pop("quals", None)
-    return importlib.import_module("quals")
-
-
-quals = _import_engine()
+METRIC_FILE = str(Path(__file__).resolve().with_name("quals.py"))  # the evaluate module beside this file
 
 MODEL_ENV = "QUALS_MODEL"
 # Checkpoint download sizes (hub_card.md, "Presets"). "paper" is not offered: its default checkpoint is the untrained
@@ -63,15 +52,23 @@ PAIR_COLUMNS = ["#", "question", "answer", "LL_source", "LL_summary", "QUALS (di
 
 
 # ---------------------------------------------------------------------------------------------- pure functions
+@functools.lru_cache(maxsize=8)
+def load_metric(preset: str | None = None, model: str | None = None) -> evaluate.EvaluationModule:
+    """The QUALS metric for one model choice (the QAGen model itself loads on the first ``compute``)."""
+    return evaluate.load(METRIC_FILE, config_name=preset or "default", model=model, device="cpu")
+
+
 def model_options(model_folder: str | None = None) -> dict[str, dict[str, str]]:
-    """Dropdown label -> ``QualsScorer`` model arguments, the default first: the given folder, bundled, Hub."""
+    """Dropdown label -> metric arguments, the default first: the given folder, the bundled presets, the Hub ones."""
     options = {}
     if model_folder:
         options[f"model folder: {Path(model_folder).name}"] = {"model": str(model_folder)}
-    for name in quals.bundled.bundled_presets():
+    metric = load_metric()
+    for name in metric.bundled_presets:
         options[f"{name} (bundled, offline)"] = {"preset": name}
-    hub = sorted(set(quals.PRESETS) - {"paper"}, key=lambda name: (name != quals.DEFAULT_PRESET, name))
-    for name in hub:
+    others = sorted(set(metric.presets) - set(metric.bundled_presets) - {"paper"},
+                    key=lambda name: (name != metric.default_preset, name))
+    for name in others:
         options[f"{name} ({PRESET_SIZES.get(name, 'size not listed')} download)"] = {"preset": name}
     return options
 
@@ -91,11 +88,12 @@ def input_problem(source: str | None, summaries: list[str]) -> str | None:
 
 
 def score_summaries(source: str, summaries: list[str], model_args: dict[str, str], max_pairs: int,
-                    filter_mode: str) -> list:
-    """``SummaryScore`` of each summary (QA pairs included). Raises ``quals.loading.ModelLoadError``."""
-    scorer = quals.QualsScorer(**model_args, device="cpu", max_pairs=int(max_pairs), filter_mode=filter_mode,
-                               show_progress=False)
-    return scorer.score(summaries, [source] * len(summaries), return_qa_pairs=True)
+                    filter_mode: str) -> dict:
+    """The metric's output for the summaries (QA pairs included). Raises the engine's ``ModelLoadError`` (an
+    ``OSError``) when the model cannot load."""
+    metric = load_metric(model_args.get("preset"), model_args.get("model"))
+    return metric.compute(predictions=summaries, sources=[source] * len(summaries), max_pairs=int(max_pairs),
+                          filter_mode=filter_mode, return_qa_pairs=True)
 
 
 def _round(value: float) -> float:
@@ -106,51 +104,51 @@ def _fmt(value: float | None) -> str:
     return "–" if value is None else f"{_round(value):.3f}"
 
 
-def summary_rows(scores: list, summaries: list[str]) -> pd.DataFrame:
+def summary_rows(out: dict, summaries: list[str]) -> pd.DataFrame:
     """One row per summary: its QUALS, how many QA pairs were kept, and why it has no score when it has none."""
-    rows = [[i + 1, text, _fmt(s.quals), s.num_pairs, s.error or ""]
-            for i, (s, text) in enumerate(zip(scores, summaries, strict=True))]
+    rows = [[i + 1, text, _fmt(value), pairs, error or ""] for i, (text, value, pairs, error) in
+            enumerate(zip(summaries, out["quals"], out["num_qa_pairs"], out["errors"], strict=True))]
     return pd.DataFrame(rows, columns=SUMMARY_COLUMNS)
 
 
-def ranked_pairs(scores: list) -> list[tuple[int, object]]:
-    """(summary number, QAPair) for every kept pair, least supported (most negative QUALS) first."""
-    pairs = [(i + 1, pair) for i, s in enumerate(scores) for pair in (s.pairs or [])]
-    return sorted(pairs, key=lambda item: item[1].quals)
+def ranked_pairs(out: dict) -> list[tuple[int, dict]]:
+    """(summary number, kept pair) for every kept pair, least supported (most negative QUALS) first."""
+    pairs = [(i + 1, pair) for i, explained in enumerate(out.get("qa_pairs", [])) for pair in explained["kept"]]
+    return sorted(pairs, key=lambda item: item[1]["quals"])
 
 
-def pair_rows(ranked: list[tuple[int, object]]) -> pd.DataFrame:
+def pair_rows(ranked: list[tuple[int, dict]]) -> pd.DataFrame:
     """The QA-pair table: LL_source, LL_summary and their difference, in ``ranked`` order."""
-    rows = [[n, p.question, p.answer, _round(p.ll_source), _round(p.ll_summary), _round(p.quals)]
+    rows = [[n, p["question"], p["answer"], _round(p["ll_source"]), _round(p["ll_summary"]), _round(p["quals"])]
             for n, p in ranked]
     return pd.DataFrame(rows, columns=PAIR_COLUMNS)
 
 
-def pair_label(number: int, pair) -> str:
-    return f"summary {number}: {pair.question} → {pair.answer} (QUALS {pair.quals:.2f})"
+def pair_label(number: int, pair: dict) -> str:
+    return f"summary {number}: {pair['question']} → {pair['answer']} (QUALS {pair['quals']:.2f})"
 
 
-def token_chart_data(pair) -> pd.DataFrame:
+def token_chart_data(pair: dict) -> pd.DataFrame:
     """Per-token probabilities of one QA pair given the source and given the summary, one row per (token, given).
 
     Tokens are labelled with their zero-padded position ("03 paris"), so repeated tokens stay distinct and sorting
     the labels keeps the pair's order.
     """
-    width = len(str(len(pair.tokens)))
-    labels = [f"{i + 1:0{width}d} {token.lstrip('▁Ġ') or token}" for i, token in enumerate(pair.tokens)]
+    width = len(str(len(pair["tokens"])))
+    labels = [f"{i + 1:0{width}d} {token.lstrip('▁Ġ') or token}" for i, token in enumerate(pair["tokens"])]
     rows = [(label, given, math.exp(logprob))
-            for given, logprobs in (("source", pair.source_logprobs), ("summary", pair.summary_logprobs))
+            for given, logprobs in (("source", pair["source_logprobs"]), ("summary", pair["summary_logprobs"]))
             for label, logprob in zip(labels, logprobs, strict=True)]
     return pd.DataFrame(rows, columns=CHART_COLUMNS)
 
 
-def status_markdown(scores: list, model_label: str) -> str:
+def status_markdown(out: dict, model_label: str) -> str:
     header = (f"**QUALS** with `{model_label}` (closer to 0 = better supported by the source; compare summaries "
               "of the same source):")
     lines = [header]
-    for i, s in enumerate(scores):
-        value = f"**{s.quals:.3f}** from {s.num_pairs} QA pairs" if s.quals is not None else f"no score ({s.error})"
-        lines.append(f"- summary {i + 1}: {value}")
+    for i, (value, pairs, error) in enumerate(zip(out["quals"], out["num_qa_pairs"], out["errors"], strict=True)):
+        shown = f"**{value:.3f}** from {pairs} QA pairs" if value is not None else f"no score ({error})"
+        lines.append(f"- summary {i + 1}: {shown}")
     return "\n".join(lines)
 
 
@@ -183,15 +181,15 @@ def run_scoring(options: dict[str, dict[str, str]], source: str, summaries_text:
     if problem:
         return (warning(problem), *nothing)
     try:
-        scores = score_summaries(source, summaries, options[model_label], max_pairs, filter_mode)
-    except quals.loading.ModelLoadError as err:
-        return (warning(str(err)), *nothing)  # "Could not load the QAGen model ...: <why>. <what to do>"
+        out = score_summaries(source, summaries, options[model_label], max_pairs, filter_mode)
+    except OSError as err:  # the engine's ModelLoadError: "Could not load the QAGen model ...: <why>. <what to do>"
+        return (warning(str(err)), *nothing)
     except Exception as err:  # the UI shows a message; the traceback goes to the server log
         logger.exception("QUALS scoring failed")
         return (warning(f"Scoring failed: {type(err).__name__}: {err}"), *nothing)
-    ranked = ranked_pairs(scores)
+    ranked = ranked_pairs(out)
     choices = [(pair_label(n, p), i) for i, (n, p) in enumerate(ranked)]
-    return (status_markdown(scores, model_label), summary_rows(scores, summaries),
+    return (status_markdown(out, model_label), summary_rows(out, summaries),
             pair_rows(ranked).style.format(precision=3), gr.Dropdown(choices=choices, value=0 if ranked else None),
             chart_update(ranked, 0), ranked)
 
@@ -240,7 +238,7 @@ def build_demo(model_folder: str | None = None) -> gr.Blocks:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description="QUALS demo")
-    parser.add_argument("--model", help=f"local QAGen folder (default: ${MODEL_ENV}, else bundled mini, else Hub)")
+    parser.add_argument("--model", help=f"local QAGen folder (default: ${MODEL_ENV}, else a bundled preset, else Hub)")
     parser.add_argument("--host", default=None, help="default: $GRADIO_SERVER_NAME or 127.0.0.1")
     parser.add_argument("--port", type=int, default=None, help="default: $GRADIO_SERVER_PORT or 7860")
     args = parser.parse_args(argv)

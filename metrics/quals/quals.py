@@ -2,8 +2,8 @@
 """QUALS: QUestion Answering with Language model Score, a factual-consistency metric for summaries."""
 
 import importlib
-import os
 import sys
+from pathlib import Path
 
 import datasets
 import evaluate
@@ -13,22 +13,26 @@ logger = evaluate.logging.get_logger(__name__)
 
 
 def _import_engine():
-    """Import the QUALS engine package (``pip install quals``).
+    """The QUALS engine package, ``quals`` (``pip install quals``).
 
-    ``evaluate.load("quals")`` runs from a folder holding a ``quals/`` metric folder, which Python may take
-    for the ``quals`` package (a namespace package) before an editable install; skip the working directory then.
+    This module must itself be named ``quals.py`` (evaluate's rule), so where its folder is on ``sys.path`` (the
+    Space runs ``app.py`` beside it) or a folder holding an exported ``quals/`` metric is (``evaluate.load("quals")``
+    with an editable install of the engine), Python would import the metric instead of the engine. Such folders
+    are left off the path while the engine is imported; nothing else is changed.
     """
-    engine = importlib.import_module("quals")
+    def shadows(entry: str) -> bool:
+        folder = Path(entry or ".")
+        return (folder / "quals.py").is_file() or (folder / "quals" / "quals.py").is_file()
+
+    saved = sys.path[:]
+    sys.path[:] = [entry for entry in sys.path if not shadows(entry)]
+    try:
+        engine = importlib.import_module("quals")
+    finally:
+        sys.path[:] = saved
     if not hasattr(engine, "QualsScorer"):
-        del sys.modules["quals"]
-        saved = sys.path[:]
-        sys.path[:] = [p for p in sys.path if os.path.abspath(p or ".") != os.getcwd()]
-        try:
-            engine = importlib.import_module("quals")
-        finally:
-            sys.path[:] = saved
-    if not hasattr(engine, "QualsScorer"):
-        raise ImportError("The QUALS metric needs the quals package: pip install quals")
+        raise ImportError("The QUALS metric needs the quals package (pip install quals); 'import quals' found "
+                          f"{getattr(engine, '__file__', None) or list(engine.__path__)} instead")
     return engine
 
 
@@ -67,8 +71,9 @@ Args:
     return_qa_pairs (`bool`, default `False`): also return the kept and rejected pairs of each summary.
     show_progress (`bool`, default `False`): show a progress bar.
 Load-time keyword arguments (`evaluate.load("metrics/quals", config_name=..., **kwargs)`):
-    config_name: a QAGen preset (`"default"` = `"lmqg-t5-base"`; see `quals.PRESETS`).
+    config_name: a QAGen preset (`"default"` = `quals.DEFAULT_PRESET`; the metric's `presets` lists them all).
     model: a Hub id or local folder overriding the preset's checkpoint.
+    gguf_file: a GGUF file inside `model` (causal-LM presets).
     device: `"cpu"`, `"cuda"`, `"cuda:1"`, `"mps"` (default: the best available).
     dtype: `"float32"` (default), `"bfloat16"` or `"float16"`.
     parity: `True` reproduces the released code (reference filter, penalized LL_summary, truncation).
@@ -102,12 +107,15 @@ Examples:
 
 @evaluate.utils.file_utils.add_start_docstrings(_DESCRIPTION, _KWARGS_DESCRIPTION)
 class Quals(evaluate.Metric):
-    def __init__(self, *args, model=None, device=None, dtype="float32", parity=False, **kwargs):
+    def __init__(self, *args, model=None, gguf_file=None, device=None, dtype="float32", parity=False, **kwargs):
         super().__init__(*args, **kwargs)
         preset = None if self.config_name == "default" and model is not None else self.config_name
         make_config = quals_engine.QualsConfig.paper_parity if parity else quals_engine.QualsConfig
-        self.quals_config = make_config(preset=preset, model=model, device=device, dtype=dtype)
-        quals_engine.loading.resolve_format(self.quals_config.preset, model)  # fail fast on an unknown preset
+        self.quals_config = make_config(preset=preset, model=model, gguf_file=gguf_file, device=device, dtype=dtype)
+        self.qa_format = quals_engine.resolve_format(preset, model, gguf_file=gguf_file)  # fails on unknown presets
+        self.presets = sorted(quals_engine.all_presets())  # every preset name config_name accepts ...
+        self.bundled_presets = sorted(set(self.presets) - set(quals_engine.PRESETS))  # ... those shipped inside
+        self.default_preset = quals_engine.DEFAULT_PRESET
         self._scorers = {}
 
     def _info(self):

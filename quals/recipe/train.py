@@ -1,15 +1,19 @@
-"""``quals train-qagen``: fine-tune a QAGen model with the ``Seq2SeqTrainer`` on SQuAD-format data.
+"""``quals train-qagen``: fine-tune a QAGen model on SQuAD-format data (seq2seq in full, causal LMs with LoRA).
 
-Targets are written in a preset's format (the paper's ``"question <sep> answer"`` + eos, one pair per sequence,
-by default) and tokenized exactly as the scorer tokenizes them (``QAGenModel.target``): leading special tokens
-dropped, decoder started from ``decoder_start_token_id``, one final eos. The saved folder holds
-``quals_format.json``, so ``QualsScorer(model=folder)`` loads it with the right format.
+Inputs and targets are written in a preset's format and tokenized exactly as the scorer tokenizes them
+(``QAGenModel.training_input`` and ``QAGenModel.target``): for a seq2seq model the paper's ``"question <sep>
+answer"`` + eos, leading special tokens dropped, decoder started from ``decoder_start_token_id``; for a causal LM
+the preset's chat prompt and the reply after its question prefix. The saved folder holds ``quals_format.json``,
+so ``QualsScorer(model=folder)`` loads it with the right format (a LoRA folder names its base weights).
+The kind-specific parts live in ``quals.recipe.seq2seq`` and ``quals.recipe.causal``.
 
     # the paper's model, on a GPU
     quals train-qagen --train squad/train-v1.1.json --train newsqa.json --base facebook/bart-large --out qagen
     # a small model warm-started from an encoder checkpoint (how the bundled ``mini`` preset was built)
     quals train-qagen --train dev-v1.1.json --heldout-articles 6 --base path/to/MiniLM --architecture bart \\
         --decoder-layers 3 --out mini
+    # a LoRA adapter on an instruction-tuned causal LM (the weights of --preset smollm2-135m by default)
+    quals train-qagen --train dev-v1.1.json --heldout-articles 6 --preset smollm2-135m --crop-sentences 1 --out lora
 
 Speed: each batch holds ``--batch-size`` passages with up to ``--targets-per-passage`` QA targets each; a passage is
 encoded once and its states reused by all its targets (SQuAD has ~9 distinct answers per paragraph).
@@ -22,19 +26,21 @@ from __future__ import annotations
 import argparse
 import json
 import random
-from dataclasses import MISSING, asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import torch
 from datasets import Dataset
-from transformers import AutoConfig, AutoModelForSeq2SeqLM, AutoTokenizer, Seq2SeqTrainer, Seq2SeqTrainingArguments
+from transformers import AutoConfig, Seq2SeqTrainingArguments
 
-from quals.bundled import format_from_folder, save_qagen
-from quals.formats import get_preset
-from quals.loading import load_pretrained, weights_location
-from quals.qagen import QAGenModel, build_qagen
-from quals.qagen_data import QAExample, cloze_examples, crop_to_answer, load_examples, split_by_article
-from quals.train_causal import CausalQAGenTrainer, PromptTargetsCollator, add_lora, save_adapter
+from quals.engine.loading import load_pretrained, weights_location
+from quals.engine.model_folders import format_from_folder, save_qagen
+from quals.engine.presets import get_preset
+from quals.engine.qagen import QAGenModel, build_qagen
+from quals.flags import add_dataclass_arguments, dataclass_from_args
+from quals.recipe.causal import CausalQAGenTrainer, PromptTargetsCollator, add_lora, save_adapter
+from quals.recipe.data import QAExample, cloze_examples, crop_to_answer, load_examples, split_by_article
+from quals.recipe.seq2seq import PassageGroupCollator, QAGenTrainer, load_seq2seq_base
 
 
 @dataclass
@@ -100,24 +106,11 @@ class TrainQAGenConfig:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    for f in fields(TrainQAGenConfig):
-        flag = "--" + f.name.replace("_", "-")
-        required = f.default is MISSING and f.default_factory is MISSING
-        default = None if required else (f.default_factory() if f.default_factory is not MISSING else f.default)
-        kwargs = {"help": f.metadata["help"], "required": required, "default": default}
-        if f.type in ("bool", "bool | None"):
-            parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=default, help=f.metadata["help"])
-        elif f.type.startswith("list"):
-            parser.add_argument(flag, action="extend", nargs="+", **{**kwargs, "default": None})
-        else:
-            number = {"int": int, "float": float, "int | None": int}.get(f.type, str)
-            parser.add_argument(flag, type=number, **kwargs)
+    add_dataclass_arguments(parser, TrainQAGenConfig)
 
 
 def run(args: argparse.Namespace) -> int:
-    config = TrainQAGenConfig(**{f.name: getattr(args, f.name) for f in fields(TrainQAGenConfig)
-                                 if getattr(args, f.name) is not None})
-    train_qagen(config)
+    train_qagen(dataclass_from_args(TrainQAGenConfig, args))
     return 0
 
 
@@ -131,49 +124,13 @@ def load_model_and_tokenizer(config: TrainQAGenConfig, fmt):
     if config.base is None or config.gguf_file is not None or _is_causal(config.base):
         return load_pretrained(config.base or weights_location(fmt), config.gguf_file if config.base else
                                fmt.gguf_file)
-    tokenizer = AutoTokenizer.from_pretrained(config.base)
-    if getattr(AutoConfig.from_pretrained(config.base), "is_encoder_decoder", False):
-        if config.decoder_layers is not None or config.cross_attention_init != "random":
-            raise ValueError("--decoder-layers and --cross-attention-init shape a warm start from an encoder; "
-                             f"{config.base} is already a seq2seq model")
-        model = AutoModelForSeq2SeqLM.from_pretrained(config.base, dtype=torch.float32)
-    else:
-        from quals.warm_start import warm_start
-
-        model = warm_start(config.base, config.architecture, tokenizer, config.decoder_layers,
-                           config.cross_attention_init)
-    separator = fmt.qa_separator.strip()
-    if not _round_trips(tokenizer, separator):
-        tokenizer.add_tokens([separator], special_tokens=True)
-        _resize_embeddings(model, len(tokenizer))
-    return model, tokenizer
+    return load_seq2seq_base(config.base, fmt, config.architecture, config.decoder_layers, config.cross_attention_init)
 
 
 def _is_causal(base: str) -> bool:
     config = AutoConfig.from_pretrained(base)
     return not getattr(config, "is_encoder_decoder", False) and any(
         name.endswith(("ForCausalLM", "LMHeadModel")) for name in getattr(config, "architectures", None) or [])
-
-
-def _round_trips(tokenizer, separator: str) -> bool:
-    """True when ``"q <sep> a"`` decodes back with the separator intact and spaced (so ``parse`` finds it)."""
-    text = f"q {separator} a"
-    ids = tokenizer(text, add_special_tokens=False).input_ids
-    return separator in tokenizer.get_vocab() or tokenizer.decode(ids).split() == text.split()
-
-
-def _resize_embeddings(model, size: int) -> None:
-    """Grow the vocabulary; new rows start at the mean embedding (not random) so they do not dominate logits."""
-    modules = [model.encoder, model.decoder] if hasattr(model, "encoder") and not hasattr(model, "model") else [model]
-    for module in modules:
-        old = module.get_input_embeddings().weight.shape[0]
-        module.resize_token_embeddings(size, mean_resizing=False)
-        with torch.no_grad():
-            embeddings = module.get_input_embeddings().weight
-            embeddings[old:] = embeddings[:old].mean(0)
-    model.config.vocab_size = size
-    if hasattr(model.config, "decoder"):
-        model.config.decoder.vocab_size = size
 
 
 def build_examples(config: TrainQAGenConfig) -> tuple[list[QAExample], list[QAExample], list[str]]:
@@ -212,66 +169,6 @@ def passage_groups(examples: list[QAExample], qagen: QAGenModel, max_source_toke
             rows["labels"].append(targets[start: start + targets_per_passage])
             rows["length"].append(len(input_ids))
     return Dataset.from_dict(rows)
-
-
-@dataclass
-class PassageGroupCollator:
-    """Pads passages ``[P, L]`` and their targets ``[N, T]`` (-100 padding); ``encoder_index[n]``: passage of row n."""
-
-    pad_id: int
-
-    def __call__(self, rows: list[dict]) -> dict[str, torch.Tensor]:
-        width = max(len(r["input_ids"]) for r in rows)
-        input_ids = torch.full((len(rows), width), self.pad_id, dtype=torch.long)  # [P, L]
-        attention_mask = torch.zeros_like(input_ids)
-        for i, row in enumerate(rows):
-            input_ids[i, : len(row["input_ids"])] = torch.tensor(row["input_ids"])
-            attention_mask[i, : len(row["input_ids"])] = 1
-        targets = [(i, t) for i, row in enumerate(rows) for t in row["labels"]]
-        labels = torch.full((len(targets), max(len(t) for _, t in targets)), -100, dtype=torch.long)  # [N, T]
-        for n, (_, target) in enumerate(targets):
-            labels[n, : len(target)] = torch.tensor(target)
-        return {"input_ids": input_ids, "attention_mask": attention_mask, "labels": labels,
-                "encoder_index": torch.tensor([i for i, _ in targets])}
-
-
-def is_cross_attention(name: str) -> bool:
-    """Cross-attention weights: BART/T5-style ``encoder_attn``/``EncDecAttention``, BERT-style ``crossattention``."""
-    return any(key in name for key in ("encoder_attn", "crossattention", "EncDecAttention"))
-
-
-class QAGenTrainer(Seq2SeqTrainer):
-    """``Seq2SeqTrainer`` that encodes each passage once for all its targets and can scale cross-attention's lr."""
-
-    def __init__(self, *args, cross_attention_lr_scale: float = 1.0, label_smoothing: float = 0.0, **kwargs):
-        super().__init__(*args, **kwargs)
-        self.cross_attention_lr_scale = cross_attention_lr_scale
-        self.label_smoothing = label_smoothing
-
-    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
-        encoder = getattr(model, "module", model).get_encoder()
-        hidden = encoder(input_ids=inputs["input_ids"], attention_mask=inputs["attention_mask"]).last_hidden_state
-        index = inputs["encoder_index"]  # [N]
-        outputs = model(encoder_outputs=(hidden[index],), attention_mask=inputs["attention_mask"][index],
-                        labels=inputs["labels"])  # hidden[index]: [N, L, H]
-        loss = outputs.loss
-        if self.label_smoothing:  # token mean of (1 - eps) NLL + eps * mean_v(-log p_v), as fairseq/HF smooth
-            loss = torch.nn.functional.cross_entropy(outputs.logits.flatten(0, 1).float(), inputs["labels"].flatten(),
-                                                     ignore_index=-100, label_smoothing=self.label_smoothing)
-        return (loss, outputs) if return_outputs else loss
-
-    def create_optimizer(self, model=None):
-        optimizer = super().create_optimizer(model)
-        if self.cross_attention_lr_scale != 1.0 and not getattr(self, "_lr_split", False):
-            names = {id(p): n for n, p in (model or self.model).named_parameters()}
-            for group in list(optimizer.param_groups):
-                cross = [p for p in group["params"] if is_cross_attention(names.get(id(p), ""))]
-                if cross:
-                    group["params"] = [p for p in group["params"] if not is_cross_attention(names.get(id(p), ""))]
-                    scaled_lr = group["lr"] * self.cross_attention_lr_scale
-                    optimizer.add_param_group({**group, "params": cross, "lr": scaled_lr})
-            self._lr_split = True
-        return optimizer
 
 
 # ---------------------------------------------------------------------------------------------- training

@@ -27,7 +27,7 @@ from typing import Any
 
 import torch
 
-from quals.formats import QAFormat
+from quals.engine.formats import QAFormat
 
 
 @dataclass
@@ -58,7 +58,7 @@ class Target:
 
 
 class QAGenModel(ABC):
-    """A QAGen model, its tokenizer and its format. Build one with ``quals.qagen.build_qagen`` or ``load_qagen``."""
+    """A QAGen model, its tokenizer and its format. Build one with ``build_qagen`` or ``load_qagen``."""
 
     kind: str = ""
 

@@ -9,10 +9,10 @@
 
 from __future__ import annotations
 
-from quals.formats import QAFormat
-from quals.qagen.base import Context, QAGenModel, Target
-from quals.qagen.causal import CausalQAGen
-from quals.qagen.seq2seq import Seq2SeqQAGen
+from quals.engine.formats import QAFormat
+from quals.engine.qagen.base import Context, QAGenModel, Target
+from quals.engine.qagen.causal import CausalQAGen
+from quals.engine.qagen.seq2seq import Seq2SeqQAGen
 
 
 __all__ = ["CausalQAGen", "Context", "QAGenModel", "Seq2SeqQAGen", "Target", "build_qagen"]

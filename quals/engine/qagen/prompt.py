@@ -10,7 +10,7 @@ instruction after the passage and the start of the assistant turn). The three pa
 concatenated, so a window of a long passage is just a slice of the passage's tokens; training
 (``quals train-qagen``), generation and scoring all build prompts here.
 
->>> from quals.formats import QAFormat
+>>> from quals.engine.formats import QAFormat
 >>> fmt = QAFormat(name="x", model="m", input_template="Text: {passage}\\nQA:\\n", examples=(("A fox ran.",
 ...                "Who ran?", "a fox"),), question_prefix="question: ", qa_separator=" answer: ")
 >>> plain_prompt_text(fmt)
@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from quals.formats import QAFormat
+from quals.engine.formats import QAFormat
 
 
 _PLACEHOLDER = "\u2063QUALS-PASSAGE\u2063"  # invisible separators around a word no passage contains

@@ -1,6 +1,6 @@
 """CausalQAGen: a decoder-only QAGen (any causal LM: SmolLM2, Qwen2.5, Llama, GPT-2, ...).
 
-The passage sits in a prompt (``quals.qagen.prompt``: chat template or plain text, optional few-shot examples);
+The passage sits in a prompt (``quals.engine.qagen.prompt``: chat template or plain text, optional few-shot examples);
 the QA pair is the reply, scored by teacher forcing over the reply tokens only. What is computed once:
 
 - the shared prompt prefix (system message, few-shot examples): its KV cache once per model;
@@ -24,8 +24,8 @@ import torch.nn.functional as F
 from transformers import DynamicCache
 from transformers.cache_utils import DynamicLayer
 
-from quals.qagen.base import Context, QAGenModel, Target, _first_id, _pad, cache_kwarg, output_cache
-from quals.qagen.prompt import Prompt, split_reply
+from quals.engine.qagen.base import Context, QAGenModel, Target, _first_id, _pad, cache_kwarg, output_cache
+from quals.engine.qagen.prompt import Prompt, split_reply
 
 
 @dataclass

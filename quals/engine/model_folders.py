@@ -9,11 +9,11 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from quals.formats import QAFormat
+from quals.engine.formats import QAFormat
 
 
 FORMAT_FILE = "quals_format.json"
-BUNDLED_DIR = Path(__file__).parent / "models"
+BUNDLED_DIR = Path(__file__).resolve().parents[1] / "models"  # quals/models
 
 
 def format_from_folder(path: str | Path) -> QAFormat | None:

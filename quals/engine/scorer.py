@@ -21,20 +21,36 @@ from __future__ import annotations
 import dataclasses
 from collections import OrderedDict
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import torch
 from tqdm.auto import tqdm
 
-from quals.config import QualsConfig
-from quals.diverse_beam_search import diverse_beam_search
-from quals.filtering import Candidate, Rejection, filter_pairs
-from quals.loading import load_qagen, resolve_format
-from quals.qagen import Context, QAGenModel, Target
-from quals.results import CorpusSummary, QAPair, SummaryScore
+from quals.engine.config import QualsConfig
+from quals.engine.diverse_beam_search import diverse_beam_search
+from quals.engine.filtering import Candidate, Rejection, filter_pairs
+from quals.engine.loading import load_qagen, resolve_format
+from quals.engine.qagen import Context, QAGenModel, Target
+from quals.engine.results import CorpusSummary, QAPair, SummaryScore
+
+
+@dataclass
+class Generation:
+    """What QAGen wrote for one summary (stage 1): its G sequences, parsed into candidate pairs."""
+
+    summary: str
+    context: Context  # the summary as the model read it (its first window)
+    summary_truncated: bool  # the summary was longer than the model's input
+    sequences: list[tuple[list[int], torch.Tensor, torch.Tensor]]  # per group: ids, raw and penalized log-probs [T]
+    candidates: list[Candidate]
+    unparseable: list[Rejection]
 
 
 class QualsScorer:
     """Score summaries against their sources with QUALS.
+
+    ``score`` runs three public stages on chunks of valid inputs: ``generate`` (QA pairs from each summary),
+    ``select`` (filtering) and ``score_pairs`` (teacher forcing on sources and summaries).
 
     Args:
         config: a ``QualsConfig`` (``QualsConfig.paper_parity()`` reproduces the released code).
@@ -99,8 +115,9 @@ class QualsScorer:
             bar.update(len(summaries) - len(valid))
             for start in range(0, len(valid), chunk):
                 indices = valid[start: start + chunk]
-                scored = self._score_chunk([summaries[i] for i in indices], [sources[i] for i in indices],
-                                           return_qa_pairs)
+                generations = self.generate([summaries[i] for i in indices])
+                selections = [self.select(generation) for generation in generations]
+                scored = self.score_pairs(generations, selections, [sources[i] for i in indices], return_qa_pairs)
                 for i, result in zip(indices, scored, strict=True):
                     results[i] = dataclasses.replace(result, index=i)
                 bar.update(len(indices))
@@ -115,18 +132,44 @@ class QualsScorer:
         """Mean over scored summaries plus the count (and reasons) of unscored ones."""
         return CorpusSummary.of(scores)
 
-    # ------------------------------------------------------------------ pipeline
-    def _score_chunk(self, summaries: list[str], sources: list[str], return_qa_pairs: bool) -> list[SummaryScore]:
-        qagen = self.qagen
-        summary_inputs = [qagen.passage_windows(s, self.max_source_tokens, 0.0) for s in summaries]
-        summary_contexts = self._encode([windows[0] for windows in summary_inputs])
-        candidates = self._generate(summary_contexts)
+    # ------------------------------------------------------------------ the three stages
+    def generate(self, summaries: list[str]) -> list[Generation]:
+        """Stage 1: diverse beam search on each summary (batched by token budget), parsed into candidate pairs."""
+        qagen, groups = self.qagen, self.num_groups
+        inputs = [qagen.passage_windows(s, self.max_source_tokens, 0.0) for s in summaries]
+        contexts = self._encode([windows[0] for windows in inputs])
+        per_item = groups * (max(c.length for c in contexts) + self.max_new_tokens + 1)
+        batch = max(1, self.config.max_batch_tokens // per_item)
+        out = []
+        for start in range(0, len(contexts), batch):
+            part = contexts[start: start + batch]
+            search = diverse_beam_search(
+                qagen.stepper(part, groups, self.config.share_context_cache), len(part), groups,
+                self.diversity_penalty, self.min_new_tokens, self.max_new_tokens, qagen.eos_id, qagen.pad_id,
+                self.config.penalty_candidates, self.config.share_prefixes)
+            self.decoder_rows += search.decoder_rows
+            sequences, raw = search.sequences.cpu(), search.token_logprobs.cpu()  # [N, G, T]
+            penalized = search.penalized_logprobs.cpu()  # [N, G, T]
+            for n, context in enumerate(part):
+                generated = [(sequences[n, g, :length].tolist(), raw[n, g, :length], penalized[n, g, :length])
+                             for g, length in enumerate(search.lengths[n].tolist())]
+                k = start + n
+                out.append(Generation(summaries[k], context, len(inputs[k]) > 1, generated,
+                                      *self._candidates(generated)))
+        return out
 
-        per_summary: list[tuple[list[Candidate], list[Rejection]]] = []
-        for summary, (cands, unparseable) in zip(summaries, candidates, strict=True):
-            kept, rejected = filter_pairs(cands, summary, self.config.filter_mode, self.config.max_pairs)
-            per_summary.append((kept, unparseable + rejected))
+    def select(self, generation: Generation) -> tuple[list[Candidate], list[Rejection]]:
+        """Stage 2: the pairs QUALS keeps for a summary (``filter_mode``, ``max_pairs``), and the rejected ones."""
+        kept, rejected = filter_pairs(generation.candidates, generation.summary, self.config.filter_mode,
+                                      self.config.max_pairs)
+        return kept, generation.unparseable + rejected
 
+    def score_pairs(self, generations: list[Generation], selections: list[tuple[list[Candidate], list[Rejection]]],
+                    sources: list[str], return_qa_pairs: bool = False) -> list[SummaryScore]:
+        """Stage 3: teacher-force each kept pair on its summary's source (each distinct source encoded once), and
+        on the summary unless the search already did; QUALS per summary."""
+        qagen, per_summary = self.qagen, selections
+        summary_contexts = [g.context for g in generations]
         source_contexts = {src: self._source_windows(src) for src in dict.fromkeys(sources)}
         jobs = []  # (summary index, kept index, context, target, window | "summary" | "prior")
         summary_lp: dict[tuple[int, int], torch.Tensor] = {}
@@ -172,7 +215,7 @@ class QualsScorer:
                 num_generated=self.num_groups,
                 source_handling=handling,
                 num_source_windows=windows_used,
-                summary_truncated=len(summary_inputs[i]) > 1,
+                summary_truncated=generations[i].summary_truncated,
                 error=None if pairs else "no QA pair survived filtering",
             )
             if return_qa_pairs:
@@ -202,47 +245,24 @@ class QualsScorer:
                       source_window=window, answer_start=cand.payload["answer_start"], ll_prior=ll_prior,
                       prior_logprobs=None if prior_lp is None else prior_lp.tolist())
 
-    def _generate(self, contexts: list[Context]) -> list[tuple[list[Candidate], list[Rejection]]]:
-        """Diverse beam search on the summaries, batched by token budget; returns parsed candidates."""
-        qagen, groups = self.qagen, self.num_groups
-        per_item = groups * (max(c.length for c in contexts) + self.max_new_tokens + 1)
-        batch = max(1, self.config.max_batch_tokens // per_item)
-        out = []
-        for start in range(0, len(contexts), batch):
-            batch_contexts = contexts[start: start + batch]
-            search = diverse_beam_search(
-                qagen.stepper(batch_contexts, groups, self.config.share_context_cache), len(batch_contexts), groups,
-                self.diversity_penalty,
-                self.min_new_tokens, self.max_new_tokens, qagen.eos_id, qagen.pad_id, self.config.penalty_candidates,
-                self.config.share_prefixes)
-            self.decoder_rows += search.decoder_rows
-            sequences, raw = search.sequences.cpu(), search.token_logprobs.cpu()
-            penalized = search.penalized_logprobs.cpu()
-            for n in range(len(batch_contexts)):
-                out.append(self._candidates(sequences[n], raw[n], penalized[n], search.lengths[n].tolist()))
-        return out
-
-    def _candidates(self, sequences: torch.Tensor, raw: torch.Tensor, penalized: torch.Tensor, lengths: list[int]
+    def _candidates(self, generated: list[tuple[list[int], torch.Tensor, torch.Tensor]]
                     ) -> tuple[list[Candidate], list[Rejection]]:
         """Parse the G generated sequences of one summary into candidate pairs (and unparseable ones)."""
         qagen = self.qagen
         candidates, rejected = [], []
-        for g, length in enumerate(lengths):
-            ids = sequences[g, :length].tolist()
+        for ids, raw, penalized in generated:
             text, pairs = qagen.decode_pairs(ids)
             if not pairs or (not qagen.format.multi_pair and len(pairs) != 1):
                 rejected.append(Rejection(text, "", "unparseable (no single question-separator-answer)"))
                 continue
-            search_score = float(penalized[g, :length].sum())
             if qagen.format.multi_pair:  # re-render each pair on its own: its span in the sequence saw other pairs
-                for question, answer in pairs:
-                    candidates.append(Candidate(question, answer, search_score, float(raw[g, :length].mean()),
-                                                {"target": qagen.target(question, answer)}))
-                continue
-            candidates.append(self._sequence_candidate(*pairs[0], ids, raw[g, :length], penalized[g, :length]))
+                candidates += [Candidate(question, answer, float(penalized.sum()), float(raw.mean()),
+                                         {"target": qagen.target(question, answer)}) for question, answer in pairs]
+            else:
+                candidates.append(self.sequence_candidate(*pairs[0], ids, raw, penalized))
         return candidates, rejected
 
-    def _sequence_candidate(self, question: str, answer: str, ids: list[int], raw: torch.Tensor,
+    def sequence_candidate(self, question: str, answer: str, ids: list[int], raw: torch.Tensor,
                             penalized: torch.Tensor) -> Candidate:
         """The candidate whose target is one whole generated sequence ``ids`` (raw/penalized log-probs ``[T]``)."""
         qagen = self.qagen
@@ -324,7 +344,7 @@ def _budget_batches(order: list[int], cost, budget: int):
 
 def _as_list(texts, name: str) -> list:
     if isinstance(texts, str):
-        raise TypeError(f"{name} must be a list of strings, not a single string; wrap it: [{name[:-1]}]")
+        raise TypeError(f"{name} must be a list of strings, not a single string; wrap it in a list: [text]")
     try:
         return list(texts)
     except TypeError:

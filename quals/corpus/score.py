@@ -10,7 +10,7 @@
 
 With a directory ``--out`` (an existing directory, or a path ending in ``/``; required with several processes)
 each process scores its share of blocks, writes as it goes, and the last one to finish merges everything into
-``scores/scores.jsonl``. Starting the same command again continues where it stopped (``quals.sharding``).
+``scores/scores.jsonl``. Starting the same command again continues where it stopped (``quals.corpus.sharding``).
 
 Exit status: 0 when every row was read; 1 when some rows could not be read (they are listed in the error
 report, ``<out>.errors.jsonl`` or ``<out>/errors.jsonl``, and the other rows are scored); 2 when the input as a
@@ -23,24 +23,20 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import statistics
 import sys
 import time
-import types
-import typing
-from array import array
 from collections.abc import Iterator
-from dataclasses import fields
 from itertools import islice
 from pathlib import Path
 
 from tqdm.auto import tqdm
 
-from quals.config import QualsConfig
-from quals.distributed import ProcessInfo, broadcast_from_main, current_process, device_for, shutdown
-from quals.io import UNREADABLE, InputError, Row, count_rows, read_rows
-from quals.results import unscored_reason
-from quals.sharding import Plan, RunDirectory, RunMismatchError, file_identity, model_identity
+from quals.corpus.distributed import MainBroadcast, ProcessInfo, current_process, device_for
+from quals.corpus.io import UNREADABLE, InputError, Row, count_rows, read_rows
+from quals.corpus.sharding import Plan, RunDirectory, RunMismatchError, file_identity, model_identity
+from quals.engine.config import QualsConfig
+from quals.engine.results import CorpusSummary
+from quals.flags import add_dataclass_arguments, dataclass_kwargs
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -61,28 +57,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                           "calls (default: 256).")
     batching.add_argument("--parity", action="store_true",
                           help="Reproduce the released code (QualsConfig.paper_parity).")
-    add_config_arguments(parser.add_argument_group("QUALS settings (see QualsConfig)"))
-
-
-def add_config_arguments(group, config_cls=QualsConfig) -> None:
-    """One ``--flag`` per config field, typed from the dataclass and documented by its help metadata."""
-    hints = typing.get_type_hints(config_cls)
-    for f in fields(config_cls):
-        flag, kind = "--" + f.name.replace("_", "-"), hints[f.name]
-        options = {"help": f.metadata.get("help", ""), "default": None, "dest": f.name}
-        if typing.get_origin(kind) in (typing.Union, types.UnionType):  # "int | None" -> int
-            kind = next(a for a in typing.get_args(kind) if a is not type(None))
-        if typing.get_origin(kind) is typing.Literal:
-            options["choices"] = typing.get_args(kind)
-        elif kind is bool:
-            options["action"] = argparse.BooleanOptionalAction
-        else:
-            options["type"] = kind
-        group.add_argument(flag, **options)
+    add_dataclass_arguments(parser.add_argument_group("QUALS settings (see QualsConfig)"), QualsConfig)
 
 
 def config_from_args(args: argparse.Namespace, parity: bool = False) -> QualsConfig:
-    given = {f.name: getattr(args, f.name) for f in fields(QualsConfig) if getattr(args, f.name, None) is not None}
+    given = dataclass_kwargs(QualsConfig, args)
     return QualsConfig.paper_parity(**given) if parity else QualsConfig(**given)
 
 
@@ -100,7 +79,7 @@ def run(args: argparse.Namespace) -> int:
     except (InputError, ValueError, KeyError) as err:
         print(f"quals score: error: {err}", file=sys.stderr)
         return 2
-    from quals.scorer import QualsScorer  # heavy import after argument checks
+    from quals.engine.scorer import QualsScorer  # heavy import after argument checks
 
     try:
         scorer = QualsScorer(config, show_progress=False, source_cache_size=args.source_cache_size)
@@ -111,7 +90,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _load(scorer) -> bool:
-    from quals.loading import ModelLoadError
+    from quals.engine.loading import ModelLoadError
 
     try:
         scorer.load()  # now, so a missing model fails before any output is written
@@ -124,7 +103,7 @@ def _load(scorer) -> bool:
 def _run_single_file(args: argparse.Namespace, scorer, rows: Iterator[Row]) -> int:
     if not _load(scorer):
         return 2
-    started, tally, bad_rows = time.perf_counter(), ScoreTally(), []
+    started, tally, bad_rows = time.perf_counter(), CorpusSummary(), []
     out = sys.stdout if args.out == "-" else open(args.out, "w", encoding="utf-8")  # noqa: SIM115
     try:
         with tqdm(total=count_rows(args.input or args.summaries), desc="QUALS", unit="summary",
@@ -154,32 +133,32 @@ def _run_sharded(args: argparse.Namespace, scorer, rows: Iterator[Row], process:
                                            args.block_size, process.world_size)
         except (RunMismatchError, InputError, OSError) as err:
             plan = str(err)
-    plan = broadcast_from_main(plan, process)
-    if isinstance(plan, str):
-        print(f"quals score: error: {plan}", file=sys.stderr)
-        return 2
-    if not _load(scorer):
-        return 2
-    blocks = plan.blocks_for(process.rank, process.world_size)
-    print(f"quals score: rank {process.rank}/{process.world_size}, attempt {plan.attempt}: {len(blocks)} block(s), "
-          f"{plan.rows_in(blocks)} row(s) to score; {plan.done_rows} of {plan.num_rows} rows already done",
-          file=sys.stderr)
-    started = time.perf_counter()
-    with open(directory.part_path(plan.attempt, process.rank), "w", encoding="utf-8") as out, \
-            tqdm(total=plan.rows_in(blocks), desc=f"QUALS rank {process.rank}", unit="summary", file=sys.stderr,
-                 disable=not process.is_main) as bar:
-        for block in _blocks(rows, plan.block_size, blocks):
-            records = score_block(scorer, block, args.explain, args.chunk_size, bar.update)
-            out.write("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records))  # one write per block
-            out.flush()
-            os.fsync(out.fileno())
-    shutdown()
+    with MainBroadcast(process) as channel:  # leaves the process group (if it started one) at the end
+        plan = channel.send(plan)
+        if isinstance(plan, str):
+            print(f"quals score: error: {plan}", file=sys.stderr)
+            return 2
+        if not _load(scorer):
+            return 2
+        blocks = plan.blocks_for(process.rank, process.world_size)
+        print(f"quals score: rank {process.rank}/{process.world_size}, attempt {plan.attempt}: {len(blocks)} "
+              f"block(s), {plan.rows_in(blocks)} row(s) to score; {plan.done_rows} of {plan.num_rows} rows already "
+              "done", file=sys.stderr)
+        started = time.perf_counter()
+        with open(directory.part_path(plan.attempt, process.rank), "w", encoding="utf-8") as out, \
+                tqdm(total=plan.rows_in(blocks), desc=f"QUALS rank {process.rank}", unit="summary", file=sys.stderr,
+                     disable=not process.is_main) as bar:
+            for block in _blocks(rows, plan.block_size, blocks):
+                records = score_block(scorer, block, args.explain, args.chunk_size, bar.update)
+                out.write("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records))  # one write per block
+                out.flush()
+                os.fsync(out.fileno())
     seconds = time.perf_counter() - started
     print(f"quals score: rank {process.rank} scored {plan.rows_in(blocks)} row(s) in {seconds:.1f} s; "
           f"{_reuse(scorer)}", file=sys.stderr)
     if not directory.is_complete():  # another rank is still scoring: the last one to finish merges
         return 0
-    tally = ScoreTally()
+    tally = CorpusSummary()
     unreadable = directory.merge(tally.add)
     print(f"quals score: merged {plan.num_rows} rows into {directory.merged_path}", file=sys.stderr)
     if unreadable:
@@ -217,8 +196,8 @@ def score_block(scorer, rows: list[Row], explain: bool, chunk_size: int, progres
     Unreadable rows and invalid texts get ``quals: null`` and an error naming the row; an engine failure on a
     chunk is retried row by row, so one bad row never costs the others their results.
     """
-    from quals.results import SummaryScore
-    from quals.scorer import _input_error
+    from quals.engine.results import SummaryScore
+    from quals.engine.scorer import _input_error
 
     records: dict[int, dict] = {}
     scorable = []
@@ -242,14 +221,9 @@ def score_block(scorer, rows: list[Row], explain: bool, chunk_size: int, progres
     return [records[row.index] for row in rows]
 
 
-def score_rows(scorer, rows: list[Row], explain: bool) -> list[dict]:
-    """Records for ``rows`` with one engine call (the earlier API; ``score_block`` with one chunk)."""
-    return score_block(scorer, rows, explain, chunk_size=max(1, len(rows)))
-
-
 def _score_isolated(scorer, rows: list[Row], explain: bool) -> list:
     """Scores of ``rows`` in one engine call; if the call fails, row by row, a failing row getting its error."""
-    from quals.results import SummaryScore
+    from quals.engine.results import SummaryScore
 
     try:
         return scorer.score([r.summary for r in rows], [r.source for r in rows], return_qa_pairs=explain)
@@ -264,35 +238,3 @@ def write_error_report(out: Path, bad_rows: list[dict]) -> Path:
     path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in bad_rows), encoding="utf-8")
     print(f"quals score: {len(bad_rows)} row(s) could not be read; see {path}", file=sys.stderr)
     return path
-
-
-# ---------------------------------------------------------------------- summary table
-class ScoreTally:
-    """Running summary of output records for the closing table (8 bytes per scored row, for the median)."""
-
-    def __init__(self):
-        self.rows = 0
-        self.values = array("d")
-        self.reasons: dict[str, int] = {}
-
-    def add(self, record: dict) -> None:
-        self.rows += 1
-        if record.get("quals") is not None:
-            self.values.append(record["quals"])
-        else:
-            reason = unscored_reason(record.get("error"))
-            self.reasons[reason] = self.reasons.get(reason, 0) + 1
-
-    def table(self, seconds: float | None = None) -> str:
-        values = self.values
-        lines = [f"{'summaries':<22}{self.rows}", f"{'scored':<22}{len(values)}",
-                 f"{'unscored':<22}{self.rows - len(values)}"]
-        lines += [f"  {reason + ' ':<20}{count}" for reason, count in sorted(self.reasons.items())]
-        if values:
-            spread = f"{min(values):.4f} / {statistics.median(values):.4f} / {max(values):.4f}"
-            lines += [f"{'mean QUALS':<22}{statistics.fmean(values):.4f}",
-                      f"{'std':<22}{statistics.pstdev(values):.4f}", f"{'min / median / max':<22}{spread}"]
-        if seconds is not None:
-            lines.append(f"{'time':<22}{seconds:.1f} s ({self.rows / max(seconds, 1e-9):.2f} summaries/s)")
-        return "\n".join(["", "QUALS summary", "-" * 40, *lines])
-

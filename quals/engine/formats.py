@@ -3,12 +3,13 @@
 A QAGen model is any seq2seq or causal LM plus a *format*. The format answers three questions:
 
 1. How is a passage (a summary or a source document) turned into the model input?  (``input_template``; for a
-   causal LM also ``chat``, ``system`` and few-shot ``examples``: ``quals.qagen.prompt``)
+   causal LM also ``chat``, ``system`` and few-shot ``examples``: ``quals.engine.qagen.prompt``)
 2. How is one (question, answer) pair written as a target sequence (a causal LM's reply)?  (``render``)
 3. How is a generated sequence parsed back into (question, answer) pairs?  (``parse``)
 
-Named presets cover the paper's one-pair-per-sequence format and the public joint QA-generation
-checkpoints on the Hub (see ``docs/presets.md`` for their exact formats and why each field is set).
+``PRESETS`` holds the built-in formats: the paper's one-pair-per-sequence format, the public joint QA-generation
+checkpoints on the Hub, and instruction-tuned causal LMs prompted few-shot (see ``docs/presets.md`` for their exact
+formats and why each field is set); ``quals.engine.presets`` adds the model folders shipped inside the package.
 Every preset also accepts a local model folder: ``QualsScorer(preset="lmqg-t5-base", model="./my-qagen")``.
 """
 
@@ -210,19 +211,3 @@ PRESETS.update({
     "qwen2.5-0.5b": QAFormat(name="qwen2.5-0.5b", model="Qwen/Qwen2.5-0.5B-Instruct", **_CHAT_QA),
     "qwen2.5-1.5b": QAFormat(name="qwen2.5-1.5b", model="Qwen/Qwen2.5-1.5B-Instruct", **_CHAT_QA),
 })
-
-DEFAULT_PRESET = "lmqg-t5-base"
-
-
-def get_preset(name: str | QAFormat) -> QAFormat:
-    """Look up a preset by name (a ``QAFormat`` is returned unchanged)."""
-    if isinstance(name, QAFormat):
-        return name
-    if name == "default":
-        name = DEFAULT_PRESET
-    from quals.bundled import bundled_presets  # local import: bundled models are optional
-
-    presets = {**PRESETS, **bundled_presets()}
-    if name not in presets:
-        raise KeyError(f"Unknown QUALS preset {name!r}. Valid presets: {', '.join(sorted(presets))}")
-    return presets[name]

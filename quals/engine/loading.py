@@ -20,9 +20,10 @@ from pathlib import Path
 import torch
 from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForSeq2SeqLM, AutoTokenizer
 
-from quals.bundled import format_from_folder
-from quals.formats import DEFAULT_PRESET, QAFormat, get_preset
-from quals.qagen import QAGenModel, build_qagen
+from quals.engine.formats import QAFormat
+from quals.engine.model_folders import format_from_folder
+from quals.engine.presets import DEFAULT_PRESET, get_preset
+from quals.engine.qagen import QAGenModel, build_qagen
 
 
 _MODELS: dict[tuple, QAGenModel] = {}
@@ -138,8 +139,3 @@ def converted_gguf(path: Path) -> Path:
     else:
         tmp.rename(out)
     return out
-
-
-def clear_cache() -> None:
-    """Forget every loaded model (frees memory)."""
-    _MODELS.clear()

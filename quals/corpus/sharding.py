@@ -32,8 +32,9 @@ from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from quals.formats import QAFormat
-from quals.io import UNREADABLE
+from quals.corpus.io import UNREADABLE
+from quals.engine.formats import QAFormat
+from quals.engine.results import CorpusSummary
 
 
 class RunMismatchError(ValueError):
@@ -238,9 +239,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Merge the part files of a finished run (ranks merge by themselves; this is for runs stopped at the end)."""
-    from quals.score_cli import ScoreTally
-
-    directory, tally = RunDirectory(args.out), ScoreTally()
+    directory, tally = RunDirectory(args.out), CorpusSummary()
     try:
         unreadable = directory.merge(tally.add)
     except (RunMismatchError, IncompleteRunError) as err:

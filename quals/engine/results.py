@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+import statistics
+from array import array
+from dataclasses import asdict, dataclass
 
-from quals.filtering import Rejection
+from quals.engine.filtering import Rejection
 
 
 @dataclass
@@ -67,22 +69,59 @@ def unscored_reason(error: str | None) -> str:
     return (error or "unknown").split(":")[0]
 
 
-@dataclass
 class CorpusSummary:
-    """Aggregate over many summaries: the mean over scored ones, and how many could not be scored."""
+    """Aggregate over many summaries: the mean over scored ones, and how many could not be scored and why.
 
-    mean_quals: float | None
-    num_scored: int
-    num_unscored: int
-    errors: dict[str, int] = field(default_factory=dict)
+    A running tally (8 bytes per scored summary, for the median): ``add`` takes a ``SummaryScore`` or an output
+    record (a dict with ``quals`` and ``error``), so the API, the command line and merged corpus runs count
+    unscored summaries the same way.
+
+    >>> corpus = CorpusSummary.of([SummaryScore(0, -0.5), SummaryScore(1, None, error="empty input: summary 1")])
+    >>> corpus.mean_quals, corpus.num_scored, corpus.num_unscored, corpus.errors
+    (-0.5, 1, 1, {'empty input': 1})
+    """
+
+    def __init__(self):
+        self.values = array("d")
+        self.errors: dict[str, int] = {}
 
     @classmethod
-    def of(cls, scores: list[SummaryScore]) -> CorpusSummary:
-        values = [s.quals for s in scores if s.quals is not None]
-        errors: dict[str, int] = {}
-        for s in scores:
-            if s.quals is None:
-                reason = unscored_reason(s.error)
-                errors[reason] = errors.get(reason, 0) + 1
-        mean = sum(values) / len(values) if values else None
-        return cls(mean, len(values), len(scores) - len(values), errors)
+    def of(cls, scores: list[SummaryScore] | list[dict]) -> CorpusSummary:
+        corpus = cls()
+        for score in scores:
+            corpus.add(score)
+        return corpus
+
+    def add(self, score: SummaryScore | dict) -> None:
+        quals, error = (score.get("quals"), score.get("error")) if isinstance(score, dict) else (score.quals,
+                                                                                                 score.error)
+        if quals is not None:
+            self.values.append(quals)
+        else:
+            reason = unscored_reason(error)
+            self.errors[reason] = self.errors.get(reason, 0) + 1
+
+    @property
+    def num_scored(self) -> int:
+        return len(self.values)
+
+    @property
+    def num_unscored(self) -> int:
+        return sum(self.errors.values())
+
+    @property
+    def mean_quals(self) -> float | None:
+        return statistics.fmean(self.values) if self.values else None
+
+    def table(self, seconds: float | None = None) -> str:
+        """The closing table of a command-line run."""
+        values, rows = self.values, self.num_scored + self.num_unscored
+        lines = [f"{'summaries':<22}{rows}", f"{'scored':<22}{len(values)}", f"{'unscored':<22}{self.num_unscored}"]
+        lines += [f"  {reason + ' ':<20}{count}" for reason, count in sorted(self.errors.items())]
+        if values:
+            spread = f"{min(values):.4f} / {statistics.median(values):.4f} / {max(values):.4f}"
+            lines += [f"{'mean QUALS':<22}{statistics.fmean(values):.4f}",
+                      f"{'std':<22}{statistics.pstdev(values):.4f}", f"{'min / median / max':<22}{spread}"]
+        if seconds is not None:
+            lines.append(f"{'time':<22}{seconds:.1f} s ({rows / max(seconds, 1e-9):.2f} summaries/s)")
+        return "\n".join(["", "QUALS summary", "-" * 40, *lines])

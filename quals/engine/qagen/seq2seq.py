@@ -12,7 +12,7 @@ from collections.abc import Iterator
 import torch
 import torch.nn.functional as F
 
-from quals.qagen.base import Context, QAGenModel, Target, _first_id, _pad, cache_kwarg, output_cache
+from quals.engine.qagen.base import Context, QAGenModel, Target, _first_id, _pad, cache_kwarg, output_cache
 
 
 class Seq2SeqQAGen(QAGenModel):

@@ -19,10 +19,10 @@ import torch
 import torch.nn.functional as F
 from transformers import DynamicCache, Trainer
 
-from quals.bundled import save_format
-from quals.formats import QAFormat
-from quals.qagen.base import cache_kwarg, output_cache
-from quals.qagen.causal import _cache, _layers
+from quals.engine.formats import QAFormat
+from quals.engine.model_folders import save_format
+from quals.engine.qagen.base import cache_kwarg, output_cache
+from quals.engine.qagen.causal import _cache, _layers
 
 
 LORA_TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj", "c_attn", "c_proj",

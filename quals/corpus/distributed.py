@@ -14,12 +14,13 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import torch
 
 
-_GLOO = None  # a gloo group beside a caller's non-gloo default group
-_STARTED = False  # whether this module started the default group
+if TYPE_CHECKING:
+    from typing_extensions import Self
 
 
 @dataclass(frozen=True)
@@ -56,38 +57,47 @@ def device_for(requested: str | None, process: ProcessInfo) -> str | None:
     return requested
 
 
-def broadcast_from_main(value, process: ProcessInfo):
-    """Rank 0's ``value`` on every rank (gloo; starts the process group on first use). No-op for one process."""
-    if process.world_size == 1:
-        return value
-    import torch.distributed as dist
+class MainBroadcast:
+    """Rank 0's decisions, broadcast to every rank over gloo; the process group starts on first use.
 
-    global _STARTED
-    if not dist.is_initialized():
-        dist.init_process_group("gloo", rank=process.rank, world_size=process.world_size)
-        _STARTED = True
-    box = [value if process.is_main else None]
-    dist.broadcast_object_list(box, src=0, group=_gloo_group())
-    return box[0]
+    One per command run (``with MainBroadcast(process) as channel: plan = channel.send(plan)``); leaving the block
+    leaves a process group this object started. No module-level state: two runs in one process do not share it.
+    """
 
+    def __init__(self, process: ProcessInfo):
+        self.process = process
+        self._gloo = None  # a gloo group beside a caller's non-gloo default group
+        self._started = False  # whether this object started the default group
 
-def _gloo_group():
-    """The default group if it is gloo, else (e.g. an NCCL group started by a caller) a gloo group beside it."""
-    global _GLOO
-    import torch.distributed as dist
-
-    if dist.get_backend() == "gloo":
-        return None
-    if _GLOO is None:
-        _GLOO = dist.new_group(backend="gloo")
-    return _GLOO
-
-
-def shutdown() -> None:
-    """Leave the process group, if ``broadcast_from_main`` started one."""
-    global _GLOO, _STARTED
-    if _STARTED:
+    def send(self, value):
+        """Rank 0's ``value`` on every rank (a no-op for one process)."""
+        if self.process.world_size == 1:
+            return value
         import torch.distributed as dist
 
-        dist.destroy_process_group()
-        _GLOO, _STARTED = None, False
+        if not dist.is_initialized():
+            dist.init_process_group("gloo", rank=self.process.rank, world_size=self.process.world_size)
+            self._started = True
+        box = [value if self.process.is_main else None]
+        dist.broadcast_object_list(box, src=0, group=self._gloo_group())
+        return box[0]
+
+    def _gloo_group(self):
+        """The default group if it is gloo, else (e.g. an NCCL group started by a caller) a gloo group beside it."""
+        import torch.distributed as dist
+
+        if dist.get_backend() == "gloo":
+            return None
+        if self._gloo is None:
+            self._gloo = dist.new_group(backend="gloo")
+        return self._gloo
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self._started:
+            import torch.distributed as dist
+
+            dist.destroy_process_group()
+            self._gloo, self._started = None, False

@@ -38,8 +38,7 @@ class QAExample:
 def load_examples(path: str | Path, newsqa_split: str | None = None) -> list[QAExample]:
     """Examples from a SQuAD-format JSON file, a NewsQA-style story JSON file, or a QA JSONL file.
 
-    JSONL rows need ``passage``, ``question``, ``answer`` (``article`` optional): the format
-    ``write_examples`` writes (e.g. cloze pairs prepared once and reused).
+    JSONL rows need ``passage``, ``question``, ``answer`` (``article`` optional).
     """
     path = Path(path)
     if path.suffix == ".jsonl":
@@ -50,13 +49,6 @@ def load_examples(path: str | Path, newsqa_split: str | None = None) -> list[QAE
     if records and "questions" in records[0]:
         return newsqa_examples(records, split=newsqa_split)
     return squad_examples(data)
-
-
-def write_examples(examples: list[QAExample], path: str | Path) -> None:
-    """Write examples as JSONL (one ``{"passage", "question", "answer", "article"}`` object per line)."""
-    with open(path, "w") as out:
-        out.writelines(json.dumps({"passage": e.passage, "question": e.question, "answer": e.answer,
-                                  "article": e.article}) + "\n" for e in examples)
 
 
 def squad_examples(data: dict) -> list[QAExample]:

@@ -1,0 +1,47 @@
+"""The QUALS engine: texts -> QAGen generation -> filtering -> teacher-forced scoring -> scores.
+
+Nothing here imports from ``quals.corpus`` (the command line and corpus runs) or ``quals.recipe`` (QAGen
+training); docs/architecture.md draws the rooms and the direction of their imports.
+"""
+
+from quals.engine.config import QualsConfig
+from quals.engine.diverse_beam_search import DiverseBeamOutput, KeepAllRows, diverse_beam_search
+from quals.engine.filtering import Candidate, Rejection, filter_pairs, normalize
+from quals.engine.formats import PRESETS, QAFormat
+from quals.engine.loading import ModelLoadError, load_qagen, resolve_format
+from quals.engine.model_folders import save_qagen
+from quals.engine.presets import DEFAULT_PRESET, UnknownPresetError, all_presets, get_preset
+from quals.engine.qagen import CausalQAGen, QAGenModel, Seq2SeqQAGen, build_qagen
+from quals.engine.results import CorpusSummary, QAPair, SummaryScore
+from quals.engine.scorer import Generation, QualsScorer
+
+
+__all__ = [
+    "DEFAULT_PRESET",
+    "PRESETS",
+    "Candidate",
+    "CausalQAGen",
+    "CorpusSummary",
+    "DiverseBeamOutput",
+    "Generation",
+    "KeepAllRows",
+    "ModelLoadError",
+    "QAFormat",
+    "QAGenModel",
+    "QAPair",
+    "QualsConfig",
+    "QualsScorer",
+    "Rejection",
+    "Seq2SeqQAGen",
+    "SummaryScore",
+    "UnknownPresetError",
+    "all_presets",
+    "build_qagen",
+    "diverse_beam_search",
+    "filter_pairs",
+    "get_preset",
+    "load_qagen",
+    "normalize",
+    "resolve_format",
+    "save_qagen",
+]
