@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+import typing
 from dataclasses import dataclass, field, fields
 from typing import Literal
 
@@ -77,16 +78,7 @@ class QualsConfig:
     show_progress: bool = field(default=True, metadata={"help": "Show a progress bar."})
 
     def __post_init__(self) -> None:
-        if self.filter_mode not in ("strict", "reference"):
-            raise ValueError(f"filter_mode must be 'strict' or 'reference', got {self.filter_mode!r}")
-        if self.ll_summary not in ("teacher_forced", "search"):
-            raise ValueError(f"ll_summary must be 'teacher_forced' or 'search', got {self.ll_summary!r}")
-        if self.score_tokens not in ("pair", "answer"):
-            raise ValueError(f"score_tokens must be 'pair' or 'answer', got {self.score_tokens!r}")
-        if self.ll_reference not in ("summary", "no_passage"):
-            raise ValueError(f"ll_reference must be 'summary' or 'no_passage', got {self.ll_reference!r}")
-        if self.long_source not in ("windows", "truncate"):
-            raise ValueError(f"long_source must be 'windows' or 'truncate', got {self.long_source!r}")
+        check_literal_fields(self)
         if self.penalty_candidates not in (1, 2):
             raise ValueError(f"penalty_candidates must be 1 or 2, got {self.penalty_candidates!r}")
         if self.max_pairs < 1 or self.max_batch_tokens < 1:
@@ -110,3 +102,17 @@ class QualsConfig:
         ignored = {"device", "show_progress", "max_batch_tokens", "share_context_cache", "share_prefixes",
                    "reuse_search_logprobs"}
         return {f.name: getattr(self, f.name) for f in fields(self) if f.name not in ignored}
+
+
+def check_literal_fields(settings) -> None:
+    """Raise ``ValueError`` naming the field and its choices when a ``Literal[...]`` field holds another value.
+
+    >>> QualsConfig(filter_mode="loose")
+    Traceback (most recent call last):
+    ...
+    ValueError: filter_mode must be one of 'strict', 'reference'; got 'loose'
+    """
+    for name, kind in typing.get_type_hints(type(settings)).items():
+        choices = typing.get_args(kind) if typing.get_origin(kind) is Literal else None
+        if choices and getattr(settings, name) not in choices:
+            raise ValueError(f"{name} must be one of {', '.join(map(repr, choices))}; got {getattr(settings, name)!r}")
