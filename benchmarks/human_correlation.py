@@ -33,21 +33,20 @@ under ``../shared`` is read unless a flag names it.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import hashlib
 import itertools
 import json
-import math
 import re
 import sys
 import time
-import warnings
 from pathlib import Path
 
 import numpy as np
-from scipy.stats import ConstantInputWarning, pearsonr, spearmanr
+from agreement import calibration_cv, correlations  # benchmarks/agreement.py, beside this script
 from sklearn.metrics import roc_auc_score
 
-from quals import QualsConfig, QualsScorer, resolve_format
+from quals import Calibration, QAPair, QualsConfig, QualsScorer, resolve_format, sentence_scores
 
 
 PUBLISHED = {"QAGS (Wang et al. 2020)": {"qags-c": {"pearson": 0.545}, "qags-x": {"pearson": 0.175}}}
@@ -57,20 +56,24 @@ STOPWORDS = frozenset(["a", "an", "the", "of", "in", "on", "at", "to", "for", "b
                        "into", "after", "before", "about", "also", "not", "no", "will", "would", "could", "should",
                        "can", "may", "said", "says", "who", "which", "what", "when", "where", "while", "there", "here",
                        "i", "we", "you", "our", "your", "my", "me", "us"])
+QAPAIR_FIELDS = [f.name for f in dataclasses.fields(QAPair)]
 VARIANTS = {"pair / summary": ("pair", "summary"), "answer / summary": ("answer", "summary"),
             "pair / no passage": ("pair", "no_passage"), "answer / no passage": ("answer", "no_passage")}
 
 
 # ---------------------------------------------------------------------------------------------- data
 def load_qags(path: str | Path) -> list[dict]:
-    """QAGS rows -> ``{"document", "summary", "score", "label"}`` (data README's aggregation rules)."""
+    """QAGS rows -> ``{"document", "summary", "score", "label", "sentences"}`` (data README's aggregation rules;
+    ``sentences``: each sentence's character span in the summary and its 2-of-3 majority vote)."""
     rows = []
     for line in Path(path).read_text().splitlines():
         item = json.loads(line)
         votes = [sum(r["response"] == "yes" for r in s["responses"]) >= 2 for s in item["summary_sentences"]]
-        summary = " ".join(s["sentence"] for s in item["summary_sentences"])
-        rows.append({"document": item["article"], "summary": summary, "score": sum(votes) / len(votes),
-                     "label": int(all(votes))})
+        texts = [s["sentence"] for s in item["summary_sentences"]]
+        starts = [sum(len(t) + 1 for t in texts[:k]) for k in range(len(texts))]
+        rows.append({"document": item["article"], "summary": " ".join(texts), "score": sum(votes) / len(votes),
+                     "label": int(all(votes)),
+                     "sentences": [((a, a + len(t)), int(v)) for a, t, v in zip(starts, texts, votes, strict=True)]})
     return rows
 
 
@@ -176,94 +179,46 @@ def score_cached(rows: list[dict], config: QualsConfig, path: Path, batch: int) 
     return records, stats
 
 
+def variant_pairs(record: dict, tokens: str, reference: str) -> list[QAPair]:
+    """The kept pairs of a recorded result, each with its QUALS under one variant (``score_tokens``, reference)."""
+    pairs = []
+    for p in record.get("pairs") or []:
+        start = p["answer_start"] if tokens == "answer" else 0
+        other = p["summary_logprobs"] if reference == "summary" else p["prior_logprobs"]
+        quals = float(np.mean(p["source_logprobs"][start:]) - np.mean(other[start:]))
+        pairs.append(QAPair(**{**{k: p[k] for k in QAPAIR_FIELDS if k in p}, "quals": quals}))
+    return pairs
+
+
 def variant_scores(records: list[dict]) -> dict[str, list[float | None]]:
     """Every named variant of QUALS (and LL_source alone) from the recorded per-token log-probabilities."""
-    def mean(values, start):
-        return sum(values[start:]) / len(values[start:])
-
-    out: dict[str, list[float | None]] = {f"QUALS {name}": [] for name in VARIANTS}
-    out["LL_source (pair)"] = []
-    for record in records:
-        pairs = record.get("pairs") or []
-        for name, (tokens, reference) in VARIANTS.items():
-            values = []
-            for p in pairs:
-                start = p["answer_start"] if tokens == "answer" else 0
-                other = p["summary_logprobs"] if reference == "summary" else p["prior_logprobs"]
-                values.append(mean(p["source_logprobs"], start) - mean(other, start))
-            out[f"QUALS {name}"].append(float(np.mean(values)) if values else None)
-        out["LL_source (pair)"].append(float(np.mean([mean(p["source_logprobs"], 0) for p in pairs])) if pairs
-                                       else None)
+    out: dict[str, list[float | None]] = {}
+    for name, (tokens, reference) in VARIANTS.items():
+        per_record = [variant_pairs(record, tokens, reference) for record in records]
+        out[f"QUALS {name}"] = [float(np.mean([p.quals for p in pairs])) if pairs else None for pairs in per_record]
+    out["LL_source (pair)"] = [float(np.mean([np.mean(p["source_logprobs"]) for p in r["pairs"]])) if r.get("pairs")
+                               else None for r in records]
     return out
 
 
-# ---------------------------------------------------------------------------------------------- statistics
-def correlations(metric: list[float | None], rows: list[dict], bootstrap: int, seed: int) -> dict:
-    """Pearson / Spearman vs human score, ROC AUC vs label (bootstrap 95% intervals), balanced accuracy."""
-    values = np.array([np.nan if v is None else v for v in metric], dtype=float)
-    unscored = int(np.isnan(values).sum())
-    if unscored:
-        values[np.isnan(values)] = np.nanmin(values) if unscored < len(values) else 0.0
-    human = np.array([r["score"] for r in rows], dtype=float)
-    labels = [r["label"] for r in rows]
-    has_labels = all(label is not None for label in labels) and len(set(labels)) == 2
-    label = np.array(labels, dtype=float) if has_labels else None
-
-    def stats(index: np.ndarray) -> dict:
-        x, y = values[index], human[index]
-        result = {"pearson": _safe(lambda: pearsonr(x, y)[0]), "spearman": _safe(lambda: spearmanr(x, y)[0])}
-        if has_labels and len(set(label[index])) == 2:
-            result["roc_auc"] = float(roc_auc_score(label[index], x))
-        return result
-
-    point = stats(np.arange(len(rows)))
-    rng = np.random.default_rng(seed)
-    samples = [stats(rng.integers(0, len(rows), len(rows))) for _ in range(bootstrap)]
-    for key in list(point):
-        draws = [s[key] for s in samples if key in s and not math.isnan(s[key])]
-        point[f"{key}_ci95"] = [float(np.percentile(draws, 2.5)), float(np.percentile(draws, 97.5))] if draws else None
-    if has_labels:
-        point["balanced_accuracy"] = heldout_balanced_accuracy(values, label, [r.get("split") for r in rows], seed)
-    point["unscored"] = unscored
-    return point
-
-
-def best_threshold(values: np.ndarray, label: np.ndarray) -> float:
-    """The threshold (predict consistent when value >= it) with the highest balanced accuracy on these rows."""
-    candidates = np.unique(values)
-    return float(max(candidates, key=lambda t: balanced_accuracy(values >= t, label)))
-
-
-def balanced_accuracy(predicted: np.ndarray, label: np.ndarray) -> float:
-    positive, negative = label == 1, label == 0
-    return float((predicted[positive].mean() + (~predicted[negative]).mean()) / 2)
-
-
-def heldout_balanced_accuracy(values: np.ndarray, label: np.ndarray, splits: list, seed: int) -> float:
-    """Balanced accuracy with a threshold tuned apart from the rows it is measured on: on the ``val`` split if
-    the data has one (measured on the rest), else 5-fold cross-validation (stratified by label)."""
-    val = np.array([s == "val" for s in splits])
-    if val.any() and (~val).any():
-        return balanced_accuracy(values[~val] >= best_threshold(values[val], label[val]), label[~val])
-    folds = np.zeros(len(values), dtype=int)
-    rng = np.random.default_rng(seed)
-    for cls in (0, 1):
-        index = rng.permutation(np.flatnonzero(label == cls))
-        folds[index] = np.arange(len(index)) % 5
-    predicted = np.zeros(len(values), dtype=bool)
-    for k in range(5):
-        test = folds == k
-        predicted[test] = values[test] >= best_threshold(values[~test], label[~test])
-    return balanced_accuracy(predicted, label)
-
-
-def _safe(fn) -> float:
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", ConstantInputWarning)  # a bootstrap sample can be constant: nan, skipped
-        try:
-            return float(fn())
-        except ValueError:
-            return float("nan")
+def sentence_auc(records: list[dict], rows: list[dict], variant: str) -> dict:
+    """ROC AUC of per-sentence QUALS (``sentence_scores`` on the given sentences; a sentence no pair asked about
+    takes its summary's QUALS) against each sentence's majority vote."""
+    tokens, reference = VARIANTS[variant]
+    scores, votes, own = [], [], 0
+    for record, row in zip(records, rows, strict=True):
+        pairs = variant_pairs(record, tokens, reference)
+        summary_quals = float(np.mean([p.quals for p in pairs])) if pairs else None
+        spans = [span for span, _ in row["sentences"]]
+        for sentence, (_, vote) in zip(sentence_scores(row["summary"], pairs, summary_quals, spans),
+                                       row["sentences"], strict=True):
+            scores.append(sentence.quals)
+            votes.append(vote)
+            own += not sentence.from_summary
+    values = np.array([np.nan if v is None else v for v in scores])
+    values[np.isnan(values)] = np.nanmin(values)
+    return {"variant": variant, "sentences": len(votes), "consistent_sentences": int(sum(votes)),
+            "scored_by_their_own_pairs": own, "roc_auc": float(roc_auc_score(votes, values))}
 
 
 # ---------------------------------------------------------------------------------------------- main
@@ -313,6 +268,7 @@ def main(argv: list[str] | None = None) -> int:
     report = json.loads(Path(args.out).read_text()) if Path(args.out).is_file() else {}
     report.update({"bootstrap": args.bootstrap, "seed": args.seed, "published": PUBLISHED})
     overrides = parse_overrides(args.set)
+    calibration_data: dict[str, list] = {}  # configuration -> (value, label, data set) of its default variant
     for name, rows in datasets.items():
         rows = rows[: args.limit] if args.limit else rows
         entry = report.setdefault("datasets", {}).setdefault(name, {})
@@ -324,13 +280,39 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{name}: {label}", flush=True)
             records, stats = score_cached(rows, config, cache_file(Path(args.cache), name, config), args.batch)
             entry.setdefault("runs", {})[label] = {**stats, "overrides": overrides, "model": args.model}
-            metrics.update({f"{label}: {k}": v for k, v in variant_scores(records).items()})
+            variants = variant_scores(records)
+            metrics.update({f"{label}: {k}": v for k, v in variants.items()})
+            default = default_variant(preset, overrides)
+            if all(r["label"] is not None for r in rows):
+                calibration_data.setdefault(label, []).extend(
+                    (v, r["label"], name) for v, r in zip(variants[f"QUALS {default}"], rows, strict=True)
+                    if v is not None)
+            if all("sentences" in r for r in rows):
+                entry.setdefault("sentence_level", {})[label] = sentence_auc(records, rows, default)
         table = {metric: correlations(values, rows, args.bootstrap, args.seed) for metric, values in metrics.items()}
         entry.setdefault("metrics", {}).update(table)
         print_table(name, entry)
+    for label, data in calibration_data.items():
+        report.setdefault("calibration", {})[label] = calibration_summary(data, args.seed)
+        print(f"\ncalibration of {label}: {report['calibration'][label]}")
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(report, indent=1) + "\n")
     return 0
+
+
+def default_variant(preset: str, overrides: dict) -> str:
+    """The variant a scorer with these settings returns (its ``score_tokens`` and ``ll_reference``)."""
+    config = QualsConfig(preset=preset, **overrides)
+    return f"{config.score_tokens} / {config.ll_reference.replace('_', ' ')}"
+
+
+def calibration_summary(data: list[tuple[float, int, str]], seed: int) -> dict:
+    """The calibration fitted on every labelled summary (to store with the preset), and its 5-fold
+    cross-validated balanced accuracy and expected calibration error per data set."""
+    values, labels, groups = (np.array(column) for column in zip(*data, strict=True))
+    fitted = Calibration.fit(list(values), list(labels.astype(int)))
+    return {**fitted.to_dict(), "summaries": len(values), "cross_validated": calibration_cv(
+        values.astype(float), labels.astype(int), groups, seed)}
 
 
 def print_table(name: str, entry: dict) -> None:
@@ -341,6 +323,9 @@ def print_table(name: str, entry: dict) -> None:
                  if r.get(k + "_ci95") else f"{'-':>20s}" for k in ("pearson", "spearman", "roc_auc")]
         accuracy = f"{100 * r['balanced_accuracy']:7.1f}" if "balanced_accuracy" in r else f"{'-':>7s}"
         print(f"{metric:48s} {cells[0]:>20s} {cells[1]:>20s} {cells[2]:>20s} {accuracy} {r['unscored']}")
+    for label, sentences in entry.get("sentence_level", {}).items():
+        print(f"sentence level, {label} ({sentences['variant']}): ROC AUC {100 * sentences['roc_auc']:.1f} over "
+              f"{sentences['sentences']} sentences ({sentences['scored_by_their_own_pairs']} with their own pairs)")
 
 
 if __name__ == "__main__":

@@ -12,6 +12,8 @@ Reports, on articles held out from training (the split saved as ``split.json`` b
 - a dozen sample pairs.
 
     python benchmarks/qagen_eval.py --model quals/models/mini          # its split.json says what was held out
+    python benchmarks/qagen_eval.py --preset smollm2-135m --split quals/models/smollm2-qagen/split.json \\
+        --out benchmarks/results/qagen_eval_smollm2.json                  # a zero-shot preset on the same articles
 """
 
 from __future__ import annotations
@@ -77,8 +79,9 @@ def generate(qagen, passages: list[str], groups: int, penalty: float, batch: int
     return out
 
 
-def evaluate(model: str, split: dict, squad: str, num_passages: int, groups: int, penalty: float, seed: int) -> dict:
-    qagen = load_qagen(resolve_format(None, model), "cpu")
+def evaluate(fmt, split: dict, squad: str, num_passages: int, groups: int, penalty: float, seed: int) -> dict:
+    qagen = load_qagen(fmt, "cpu")
+    model = fmt.adapter or fmt.model
     heldout = [e for e in load_examples(squad) if e.article in set(split["heldout_articles"])]
     started = time.time()
     loss = token_loss(qagen, heldout)
@@ -130,7 +133,9 @@ def evaluate(model: str, split: dict, squad: str, num_passages: int, groups: int
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model", default="quals/models/mini")
+    parser.add_argument("--model", default=None, help="QAGen folder (default: quals/models/mini unless --preset)")
+    parser.add_argument("--preset", default=None, help="a preset (e.g. a causal LM used zero- or few-shot)")
+    parser.add_argument("--gguf-file", default=None, help="GGUF file inside --model")
     parser.add_argument("--split", default=None, help="split.json written by quals train-qagen (default: the "
                                                        "model folder's own)")
     parser.add_argument("--squad", default="../shared/data/squad/dev-v1.1.reconstructed.json")
@@ -143,11 +148,13 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
-    split = Path(args.split or Path(args.model) / "split.json")
+    model = args.model or (None if args.preset else "quals/models/mini")
+    fmt = resolve_format(args.preset, model, gguf_file=args.gguf_file)
+    split = Path(args.split or Path(fmt.adapter or fmt.model) / "split.json")
     if not split.is_file():
         parser.error(f"no split file at {split}: pass --split (the split.json that quals train-qagen wrote)")
-    result = evaluate(args.model, json.loads(split.read_text()), args.squad, args.passages, args.groups,
-                      args.penalty, args.seed)
+    result = evaluate(fmt, json.loads(split.read_text()), args.squad, args.passages, args.groups, args.penalty,
+                      args.seed)
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
     print(f"token loss {result['token_loss']:.3f} | answers in own passage {result['answer_in_own_passage']:.1%} "

@@ -26,6 +26,8 @@ a document.
     python benchmarks/speed.py --model quals/models/mini --pairs 10 --out benchmarks/results/speed_mini.json
                                                 # a trained QAGen: real pairs, real filter (prefix sharing shows)
     python benchmarks/speed.py --bf16           # adds the engine with bfloat16 weights (and its QUALS deviation)
+    python benchmarks/speed.py --preset smollm2-135m --documents 3     # one preset: seconds per summary on XSum-
+                                                # and CNN/DM-length sources, context cache shared vs not
 """
 
 from __future__ import annotations
@@ -237,8 +239,41 @@ def print_table(report: dict) -> None:
         print(f"max |QUALS difference| bfloat16 vs float32 engine: {report['bfloat16_max_abs_quals_difference']:.3f}")
 
 
+def measure_preset(args) -> dict:
+    """Seconds per summary of one QAGen preset on XSum-length and CNN/DM-length sources (``--documents`` XSum
+    documents cut to 450 and 900 tokens, each with its reference summary), with the context cache (an
+    encoder-decoder's cross-attention keys/values, a causal LM's prompt KV cache) shared and not shared."""
+    config = QualsConfig(preset=args.preset, model=args.model, gguf_file=args.gguf_file, device=args.device,
+                         max_batch_tokens=args.max_batch_tokens, show_progress=False)
+    qagen = QualsScorer(config).load()
+    report = {"preset": args.preset, "model": args.model or qagen.format.model, "kind": qagen.kind, "rows": {}}
+    for name, tokens in (("XSum-length source", 450), ("CNN/DM-length source", 900)):
+        summaries, sources = load_workload(args.documents, 1, tokens, qagen.tokenizer)
+        run_engine(config, qagen, summaries[:1], sources[:1], False)  # warm-up (allocator, prefix cache)
+        for share in (True, False):
+            seconds, phases, results = run_engine(dataclasses.replace(config, share_context_cache=share), qagen,
+                                                  summaries, sources, False)
+            report["rows"][f"{name}, context cache {'shared' if share else 'not shared'}"] = {
+                "source_tokens": tokens, "summaries": len(summaries), "seconds_per_summary": seconds / len(summaries),
+                "summaries_per_second": len(summaries) / seconds, "generation_s": phases["generation"],
+                "scoring_s": phases["scoring"], "mean_pairs": sum(r.num_pairs for r in results) / len(results)}
+    return report
+
+
+def print_preset(report: dict) -> None:
+    print(f"\n{report['preset']} ({report['kind']}, {report['model']})")
+    print(f"{'workload':<52}{'s/summary':>10}{'summ/s':>9}{'generation s':>14}{'scoring s':>11}{'pairs':>7}")
+    for name, row in report["rows"].items():
+        print(f"{name:<52}{row['seconds_per_summary']:>10.2f}{row['summaries_per_second']:>9.3f}"
+              f"{row['generation_s']:>14.1f}{row['scoring_s']:>11.1f}{row['mean_pairs']:>7.1f}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--preset", default=None, help="time this QAGen preset on XSum- and CNN/DM-length sources "
+                                                       "instead (results: --out, default speed_presets.json)")
+    parser.add_argument("--gguf-file", default=None, help="with --preset: a GGUF file inside --model")
+    parser.add_argument("--label", default=None, help="with --preset: the name of its entry in the results")
     parser.add_argument("--model", default=None, help="a trained QAGen folder (e.g. quals/models/mini) instead of the "
                                                       "random BART-base-sized model")
     parser.add_argument("--documents", type=int, default=4)
@@ -250,8 +285,20 @@ def main() -> None:
     parser.add_argument("--pairs", type=int, nargs="+", default=[10, 60],
                         help="pairs kept and scored per summary (at most), one workload each")
     parser.add_argument("--bf16", action="store_true", help="also time the engine with bfloat16 weights")
-    parser.add_argument("--out", default=str(RESULTS / "speed.json"))
+    parser.add_argument("--out", default=None, help="default: results/speed.json (speed_presets.json with --preset)")
     args = parser.parse_args()
+    machine = {"device": args.device, "cpu_threads": torch.get_num_threads(), "torch": torch.__version__,
+               "platform": platform.platform(),
+               "gpu": torch.cuda.get_device_name() if args.device.startswith("cuda") else None}
+    if args.preset:
+        out = Path(args.out or RESULTS / "speed_presets.json")
+        results = json.loads(out.read_text()) if out.is_file() else {"presets": {}}
+        report = measure_preset(args)
+        results["presets"][args.label or args.preset] = {**report, "machine": machine}
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(results, indent=2) + "\n")
+        print_preset(report)
+        return
 
     with tempfile.TemporaryDirectory() as tmp:
         path = args.model or build_model(Path(tmp) / "model", seed=0)
@@ -265,11 +312,9 @@ def main() -> None:
         reports = [measure(qagens[0], args, pairs, summaries, sources, (qagens + [None])[1])
                    for pairs in args.pairs]
 
-    machine = {"device": args.device, "cpu_threads": torch.get_num_threads(), "torch": torch.__version__,
-               "platform": platform.platform(),
-               "gpu": torch.cuda.get_device_name() if args.device.startswith("cuda") else None}
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps({"machine": machine, "workloads": reports}, indent=2) + "\n")
+    out = Path(args.out or RESULTS / "speed.json")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps({"machine": machine, "workloads": reports}, indent=2) + "\n")
     for report in reports:
         print_table(report)
 

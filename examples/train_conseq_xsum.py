@@ -55,7 +55,7 @@ def parse_args() -> argparse.Namespace:
 def main() -> None:
     cli = parse_args()
     tokenizer = AutoTokenizer.from_pretrained(cli.model)
-    model = AutoModelForSeq2SeqLM.from_pretrained(cli.model)
+    model = AutoModelForSeq2SeqLM.from_pretrained(cli.model, use_safetensors=True)
 
     files = {"train": cli.train, **({"validation": cli.validation} if cli.validation else {})}
     raw = load_dataset("json", data_files=files) if cli.train else load_dataset("EdinburghNLP/xsum")

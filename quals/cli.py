@@ -18,6 +18,7 @@ SUBCOMMANDS = {
     "train-qagen": ("quals.recipe.train", "Fine-tune a QAGen model on SQuAD-format data."),
     "export-metric": ("quals.hub", "Write the evaluate metric folder (for evaluate.load('quals') or a Space)."),
     "merge": ("quals.corpus.sharding", "Merge the part files of a sharded 'quals score --out DIR/' run."),
+    "calibrate": ("quals.corpus.calibrate", "Fit the map from QUALS to P(consistent) on labelled data."),
 }
 
 
@@ -27,12 +28,17 @@ def main(argv: list[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name, (_, help_text) in SUBCOMMANDS.items():
         sub.add_parser(name, help=help_text, add_help=False)
-    if not argv or argv[0] in ("-h", "--help") or argv[0] not in SUBCOMMANDS:
-        parser.parse_args(argv or ["--help"])
+    if not argv:  # no command: the usage, and the exit status of a usage error
+        parser.print_help(sys.stderr)
+        return 2
+    if argv[0] in ("-h", "--help") or argv[0] not in SUBCOMMANDS:
+        parser.parse_args(argv)  # --help exits 0; an unknown command exits 2 with argparse's message
         return 2
     module_name, help_text = SUBCOMMANDS[argv[0]]
     module = importlib.import_module(module_name)
-    command = argparse.ArgumentParser(prog=f"quals {argv[0]}", description=help_text)
+    command = argparse.ArgumentParser(prog=f"quals {argv[0]}", description=help_text,
+                                      epilog=getattr(module, "EPILOG", None),
+                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     module.add_arguments(command)
     return int(module.run(command.parse_args(argv[1:])) or 0)
 

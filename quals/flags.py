@@ -28,15 +28,17 @@ import typing
 from dataclasses import MISSING, fields
 
 
-def add_dataclass_arguments(parser, cls, exclude: tuple[str, ...] = ()) -> None:
-    """Add one flag per field of ``cls`` to ``parser`` (or an argument group)."""
+def add_dataclass_arguments(parser, cls, exclude: tuple[str, ...] = (), extra_help: dict[str, str] | None = None
+                            ) -> None:
+    """Add one flag per field of ``cls`` to ``parser`` (or an argument group); ``extra_help`` adds to a help text."""
     hints = typing.get_type_hints(cls)
     for f in fields(cls):
         if f.name in exclude:
             continue
         kind = hints[f.name]
         required = f.default is MISSING and f.default_factory is MISSING
-        options = {"help": f.metadata.get("help", ""), "default": None, "dest": f.name}
+        help_text = " ".join(filter(None, [f.metadata.get("help", ""), (extra_help or {}).get(f.name)]))
+        options = {"help": help_text, "default": None, "dest": f.name}
         if typing.get_origin(kind) in (typing.Union, types.UnionType):  # "int | None" -> int
             kind = next(a for a in typing.get_args(kind) if a is not type(None))
         if typing.get_origin(kind) is typing.Literal:

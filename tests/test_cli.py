@@ -44,7 +44,7 @@ def test_jsonl_with_columns_passthrough_ids_explain_and_error_report(tmp_path, t
     assert [r.get("id") for r in rows] == ["a", "b", None, "c"] and [r["index"] for r in rows] == [0, 1, 2, 3]
     assert rows[0]["pairs"][0]["answer"] == "bob" and rows[3]["quals"] > rows[0]["quals"]
     errors = read_jsonl(tmp_path / "out.jsonl.errors.jsonl")
-    assert [e["index"] for e in errors] == [1, 2] and "missing field(s) ['document']" in errors[0]["error"]
+    assert [e["index"] for e in errors] == [1, 2] and "missing field(s) document" in errors[0]["error"]
 
 
 def test_csv_input_and_non_utf8_lines(tmp_path, trained_qagen_path):
@@ -80,7 +80,8 @@ def test_unusable_input_exits_2_with_a_clear_message(tmp_path, trained_qagen_pat
         args += ["--model", trained_qagen_path]
     assert main(["score", *args, "--out", str(tmp_path / "o.jsonl")]) == 2
     message = capsys.readouterr().err
-    expected = {"mismatched": "has 2 rows but", "missing_column": "has no column(s) ['summary', 'source']",
+    expected = {"mismatched": "has 2 rows but",
+                "missing_column": "has no column(s) summary, source; its columns are text, doc",
                 "missing_file": "No such file", "bad_model": "Could not load the QAGen model",
                 "no_input": "Give --input FILE"}[problem]
     assert expected in message and "Traceback" not in message

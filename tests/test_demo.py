@@ -85,7 +85,7 @@ def test_token_labels_sort_in_pair_order_beyond_nine_tokens(app):
 def test_empty_input_gets_a_clear_message_and_empty_tables(app):
     options = {"any": {"preset": DEFAULT_PRESET}}  # never loaded: the inputs are checked first
     for source, summaries in [("", "a summary"), ("   ", "a summary"), ("a source", ""), ("a source", "\n  \n")]:
-        status, summary_table, pair_table, _, _, ranked = app.run_scoring(options, source, summaries, "any", 10,
+        status, _, summary_table, pair_table, _, _, ranked = app.run_scoring(options, source, summaries, "any", 10,
                                                                           "strict")
         assert status.startswith("⚠️")
         assert ("source" in status) if not source.strip() else ("summary" in status)
@@ -94,7 +94,7 @@ def test_empty_input_gets_a_clear_message_and_empty_tables(app):
 
 def test_a_model_that_cannot_load_gets_a_message_not_a_traceback(app, tmp_path):
     options = {"broken": {"model": str(tmp_path)}}  # an empty folder: no config, no weights
-    status, summary_table, pair_table, _, chart, ranked = app.run_scoring(
+    status, _, summary_table, pair_table, _, chart, ranked = app.run_scoring(
         options, "alice visited paris .", "alice visited paris .", "broken", 10, "strict")
     assert status.startswith("⚠️ Could not load the QAGen model")
     assert str(tmp_path) in status
@@ -131,7 +131,7 @@ def test_build_demo_has_the_inputs_the_browser_test_uses(app, tmp_path):
 def test_scoring_with_a_trained_tiny_model_ranks_the_hallucination_last(app, trained_qagen_path):
     options = app.model_options(trained_qagen_path)
     source, summaries = app.EXAMPLES[1]
-    status, summary_table, pair_table, choice, chart, ranked = app.run_scoring(
+    status, highlights, summary_table, pair_table, choice, chart, ranked = app.run_scoring(
         options, source, summaries, next(iter(options)), 10, "strict")
     assert "summary 1" in status and "summary 2" in status and "⚠️" not in status
     values = [float(v) for v in summary_table["QUALS"]]
@@ -141,3 +141,16 @@ def test_scoring_with_a_trained_tiny_model_ranks_the_hallucination_last(app, tra
     assert table["#"].iloc[0] == 2 and "bob" in table["question"].iloc[0] + table["answer"].iloc[0]
     assert len(ranked) == len(table) and choice.value == 0
     assert chart.equals(app.token_chart_data(ranked[0][1]))  # the least supported pair is plotted first
+    assert 'data-summary="2"' in highlights and "<mark" in highlights.split('data-summary="2"')[1]
+
+
+def test_highlights_mark_each_span_and_escape_the_rest(app):
+    summaries = ["Bob <b>visited</b> Rome & left.", "nothing asked"]
+    out = metric_output((-1.0, [], None), (None, [], "no QA pair survived filtering"))
+    out["qa_pairs"][0]["spans"] = [{"start": 0, "end": 3, "text": "Bob", "quals": -2.5, "questions": ["Who?"]},
+                                   {"start": 19, "end": 23, "text": "Rome", "quals": -0.1, "questions": ["Where?"]}]
+    out["probability"] = [0.2, None]
+    html = app.highlight_html(summaries, out)
+    assert '<mark data-quals="-2.500"' in html and ">Bob</mark>" in html and ">Rome</mark>" in html
+    assert "&lt;b&gt;visited&lt;/b&gt;" in html and "&amp; left." in html  # the summary's own text is escaped
+    assert "P(consistent) 0.20" in html and 'data-summary="2"' in html and "<mark" not in html.split('"2"')[1]

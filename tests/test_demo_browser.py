@@ -152,6 +152,13 @@ def test_score_a_faithful_and_a_hallucinated_summary(page, tmp_path):
     first = cell(page, "pairs-table", 0, 1) + " " + cell(page, "pairs-table", 0, 2)
     assert cell(page, "pairs-table", 0, 0) == "2" and "bob" in first  # the swapped person is the weakest fact
 
+    marks = page.locator("#highlights p[data-summary='2'] mark")  # the summary text, its spans highlighted
+    assert marks.count() >= 1
+    texts = [marks.nth(i).inner_text() for i in range(marks.count())]
+    weakest = min(range(len(texts)), key=lambda i: float(marks.nth(i).get_attribute("data-quals")))
+    assert "bob" in texts[weakest]  # the reddest span is the swapped person
+    assert page.locator("#highlights p[data-summary='2']").inner_text().startswith("2. bob visited paris")
+
     labels = wait_for_chart_of(page, cell(page, "pairs-table", 0, 1))  # the least supported pair comes first
     assert any(label.endswith(" bob") for label in labels)
 

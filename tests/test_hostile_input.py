@@ -11,8 +11,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from quals.cli import main
-from quals.corpus.io import InputError, Row, read_rows
-from quals.corpus.score import score_block
+from quals.corpus.blocks import score_block
+from quals.corpus.io import InputError, Row, count_rows, read_rows
 from quals.engine.results import SummaryScore
 from quals.engine.scorer import QualsScorer
 from quals.testing import SyntheticWorld, tiny_qagen
@@ -73,13 +73,13 @@ def test_a_100k_word_source_is_scored_over_windows_and_can_be_capped(scorer):
 
 def test_an_engine_failure_costs_only_the_row_that_causes_it():
     class FailsOnBoom:
-        def score(self, summaries, sources, return_qa_pairs=False):
+        def score(self, summaries, sources, return_qa_pairs=False, show_progress=None):
             if "boom" in summaries:
                 raise RuntimeError("CUDA out of memory")
             return [SummaryScore(i, 0.5, num_pairs=1) for i in range(len(summaries))]
 
     rows = [Row(i, text, "a source") for i, text in enumerate(["fine", "boom", "also fine"])]
-    records = score_block(FailsOnBoom(), rows, explain=False, chunk_size=8)
+    records = [r for part in score_block(FailsOnBoom(), rows, explain=False, chunk_size=8) for r in part]
     assert [r["quals"] for r in records] == [0.5, None, 0.5]
     assert records[1]["error"] == "scoring failed: RuntimeError: CUDA out of memory" and records[1]["index"] == 1
 
@@ -136,11 +136,23 @@ def test_csv_fields_with_quotes_commas_newlines_and_nul_round_trip(tmp_path_fact
         writer.writerows([summary, source, str(i)] for i, (summary, source) in enumerate(pairs))
     rows = list(read_rows(str(path)))
     assert len(rows) == len(pairs)
-    for row, (summary, source) in zip(rows, pairs, strict=True):
-        if "\ufffd" in summary + source:  # indistinguishable from a decoding error: reported
-            assert "not valid UTF-8" in row.error
-        else:
-            assert (row.summary, row.source, row.error) == (summary, source, None)
+    for row, (summary, source) in zip(rows, pairs, strict=True):  # a genuine U+FFFD is text like any other
+        assert (row.summary, row.source, row.error) == (summary, source, None)
+
+
+def test_csv_bytes_that_are_not_utf8_are_reported_but_a_genuine_replacement_character_is_kept(tmp_path):
+    path = tmp_path / "rows.csv"
+    path.write_bytes("summary,source\nok \ufffd,fine\n".encode() + b"bad \xff byte,fine\n")
+    good, bad = read_rows(str(path))
+    assert (good.summary, good.error) == ("ok \ufffd", None)
+    assert bad.error == f"row 2 of {path}: not valid UTF-8"
+
+
+def test_an_empty_csv_is_refused_with_a_clear_message(tmp_path):
+    (tmp_path / "empty.csv").write_text("")
+    with pytest.raises(InputError, match="is empty: a CSV file needs a header row"):
+        read_rows(str(tmp_path / "empty.csv"))
+    assert count_rows(tmp_path / "empty.csv") == 0
 
 
 def test_mismatched_line_counts_are_refused_naming_both_files(tmp_path):
@@ -183,7 +195,7 @@ def test_cli_on_a_hostile_file_scores_every_good_row_and_reports_every_bad_one(t
                  "--num-beam-groups", "2", "--max-new-tokens", "8", "--block-size", "5"]) == 1
     records = [json.loads(line) for line in out.read_text(encoding="utf-8").splitlines()]
     assert [r["index"] for r in records] == list(range(len(lines)))
-    unreadable = {7: "missing field(s) ['source']", 9: "can't decode byte 0xe9", 10: "'summary' is int",
+    unreadable = {7: "missing field(s) source", 9: "can't decode byte 0xe9", 10: "summary is int",
                   11: "RecursionError"}
     errors = [json.loads(line) for line in (tmp_path / "scores.jsonl.errors.jsonl").read_text().splitlines()]
     assert [e["index"] for e in errors] == sorted(unreadable)

@@ -32,7 +32,8 @@ def test_load_from_checkout_honours_load_kwargs(in_repo, trained_qagen_path):
     assert metric.quals_config.model == trained_qagen_path and metric.quals_config.device == "cpu"
     out = metric.compute(predictions=["alice visited paris on monday .", "bob visited paris on monday ."],
                          sources=[SOURCE, SOURCE])
-    assert set(out) == {"quals", "mean_quals", "num_scored", "num_unscored", "num_qa_pairs", "errors"}
+    assert set(out) == {"quals", "mean_quals", "num_scored", "num_unscored", "num_qa_pairs", "errors", "probability",
+                        "consistent"}
     assert all(type(v) is float for v in out["quals"]) and type(out["mean_quals"]) is float
     assert out["quals"][0] > out["quals"][1]
 
@@ -106,3 +107,5 @@ def test_wrong_input_types_get_evaluate_s_clear_error(in_repo):
         metric.compute(predictions=["a"])
     with pytest.raises(ValueError, match="don't match the expected format"):
         metric.compute(predictions=[1], sources=["x"])
+    with pytest.raises(ValueError, match="don't match the expected format"):  # as docs/evaluate_loading.md says
+        metric.compute(predictions=[None, "a"], sources=["x", "x"])

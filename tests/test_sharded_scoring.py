@@ -157,6 +157,8 @@ def test_plan_spreads_pending_blocks_over_ranks_and_tolerates_more_ranks_than_bl
     plan = Plan(attempt=1, num_rows=10, block_size=4, pending=[0, 2], done_rows=4)
     assert [plan.blocks_for(r, 3) for r in range(3)] == [[0], [2], []]
     assert plan.rows_in([0, 2]) == 6  # the last block holds rows 8 and 9 only
+    resumed = Plan(attempt=2, num_rows=10, block_size=4, pending=[0, 2], done_rows=6, done=frozenset({0, 1}))
+    assert resumed.rows_in([0, 2]) == 4  # rows 0 and 1 of block 0 were written before a kill
 
 
 def test_pending_blocks_ignore_torn_lines_and_partial_blocks(tmp_path):
@@ -164,7 +166,7 @@ def test_pending_blocks_ignore_torn_lines_and_partial_blocks(tmp_path):
     write_part(directory, 0, 0, [0, 1, 2, 3, 8, 9], torn='{"index": 10, "qu')  # killed while writing row 10
     write_part(directory, 0, 1, [4, 5])  # block 1 (rows 4..7) only half written
     assert list(directory.completed_indices()) == [0, 1, 2, 3, 4, 5, 8, 9]
-    assert directory.pending_blocks(num_rows=11, block_size=4) == ([1, 2], 8)
+    assert directory.pending_blocks(num_rows=11, block_size=4) == ([1, 2], 8, {4, 5, 8, 9})
 
 
 def test_merge_writes_input_order_once_and_refuses_gaps(tmp_path):
@@ -195,9 +197,9 @@ def test_merge_subcommand(tmp_path, capsys):
 
 @pytest.mark.slow
 def test_a_block_encodes_each_shared_source_once_even_when_its_rows_are_spread(model):
+    from quals import QualsScorer
+    from quals.corpus.blocks import score_block
     from quals.corpus.io import Row
-    from quals.corpus.score import score_block
-    from quals.engine.scorer import QualsScorer
 
     world = SyntheticWorld(5)
     facts = [world.fact() for _ in range(3)]
@@ -205,7 +207,9 @@ def test_a_block_encodes_each_shared_source_once_even_when_its_rows_are_spread(m
     rows = [Row(i, world.sentence(facts[i % 3]), documents[i % 3]) for i in range(12)]  # sources A B C A B C ...
     scorer = QualsScorer(model=model, device="cpu", show_progress=False, num_beam_groups=2, max_new_tokens=8,
                          source_cache_size=0)  # no cache: only the grouping can share an encoding
-    records = score_block(scorer, rows, explain=False, chunk_size=4)  # chunks of 4 rows: A A A A | B B B B | C ..
-    assert scorer.source_encodings == 3
+    handed_out = list(score_block(scorer, rows, explain=False, chunk_size=4))  # chunks A A A A | B B B B | C C C C
+    records = [record for records in handed_out for record in records]
+    assert scorer.source_cache.encodings == 3
+    assert [[r["index"] for r in part] for part in handed_out] == [[0], [1], list(range(2, 12))]  # as soon as final
     assert [r["index"] for r in records] == list(range(12))  # input order restored
     assert records[0]["quals"] == records[3]["quals"] == records[9]["quals"]  # the same row, the same score

@@ -75,7 +75,7 @@ class ContrastiveTrainer(Seq2SeqTrainer):
         if train_dataset is None:
             raise ValueError("ContrastiveTrainer needs a train_dataset (candidates are generated for it)")
         if isinstance(model, str):
-            model = AutoModelForSeq2SeqLM.from_pretrained(model)
+            model = AutoModelForSeq2SeqLM.from_pretrained(model, use_safetensors=True)  # never unpickle weights
         if peft_config is not None:
             model = apply_peft(model, peft_config, training_args_checkpointing(args)[0])
         train_dataset = with_example_ids(train_dataset, args.id_column)

@@ -16,6 +16,7 @@ import functools
 import logging
 import math
 import os
+from html import escape
 from pathlib import Path
 
 import evaluate
@@ -142,12 +143,38 @@ def token_chart_data(pair: dict) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=CHART_COLUMNS)
 
 
+def highlight_html(summaries: list[str], out: dict) -> str:
+    """Each summary with the spans its QA pairs asked about marked, the less supported the redder (``<mark>`` with
+    the span's QUALS in ``title`` and ``data-quals``), and P(consistent) when the preset is calibrated."""
+    blocks = []
+    for i, text in enumerate(summaries):
+        explained = out.get("qa_pairs", [{}] * len(summaries))[i]
+        spans = sorted(explained.get("spans", []), key=lambda span: span["start"])
+        html, at = [], 0
+        for span in spans:
+            strength = min(1.0, max(0.0, -span["quals"] / 2.0))  # 0 nats: no colour; -2 nats or less: full red
+            html.append(escape(text[at: span["start"]]))
+            html.append(f'<mark data-quals="{span["quals"]:.3f}" title="QUALS {span["quals"]:.3f}: '
+                        f'{escape("; ".join(span["questions"]))}" style="background: rgba(220, 38, 38, '
+                        f'{0.12 + 0.6 * strength:.2f})">{escape(text[span["start"]: span["end"]])}</mark>')
+            at = span["end"]
+        html.append(escape(text[at:]))
+        probability = (out.get("probability") or [None] * len(summaries))[i]
+        note = f" <small>P(consistent) {probability:.2f}</small>" if probability is not None else ""
+        blocks.append(f'<p class="summary-highlight" data-summary="{i + 1}"><b>{i + 1}.</b> {"".join(html)}{note}</p>')
+    return "\n".join(blocks)
+
+
 def status_markdown(out: dict, model_label: str) -> str:
     header = (f"**QUALS** with `{model_label}` (closer to 0 = better supported by the source; compare summaries "
               "of the same source):")
     lines = [header]
-    for i, (value, pairs, error) in enumerate(zip(out["quals"], out["num_qa_pairs"], out["errors"], strict=True)):
+    probabilities = out.get("probability") or [None] * len(out["quals"])
+    for i, (value, pairs, error, probability) in enumerate(zip(out["quals"], out["num_qa_pairs"], out["errors"],
+                                                               probabilities, strict=True)):
         shown = f"**{value:.3f}** from {pairs} QA pairs" if value is not None else f"no score ({error})"
+        if probability is not None:
+            shown += f", P(consistent) {probability:.2f}"
         lines.append(f"- summary {i + 1}: {shown}")
     return "\n".join(lines)
 
@@ -172,10 +199,10 @@ def selected_row(event: gr.SelectData) -> int:
 
 def run_scoring(options: dict[str, dict[str, str]], source: str, summaries_text: str, model_label: str,
                 max_pairs: int, filter_mode: str) -> tuple:
-    """The Score button: (status, summary table, pair table, pair choice, chart, ranked pairs). Never raises:
-    empty input, a model that cannot load and unexpected errors become a message in the status box."""
+    """The Score button: (status, highlights, summary table, pair table, pair choice, chart, ranked pairs). Never
+    raises: empty input, a model that cannot load and unexpected errors become a message in the status box."""
     summaries = parse_summaries(summaries_text)
-    nothing = (pd.DataFrame(columns=SUMMARY_COLUMNS), pd.DataFrame(columns=PAIR_COLUMNS),
+    nothing = ("", pd.DataFrame(columns=SUMMARY_COLUMNS), pd.DataFrame(columns=PAIR_COLUMNS),
                gr.Dropdown(choices=[], value=None), chart_update([], None), [])
     problem = input_problem(source, summaries)
     if problem:
@@ -189,7 +216,7 @@ def run_scoring(options: dict[str, dict[str, str]], source: str, summaries_text:
         return (warning(f"Scoring failed: {type(err).__name__}: {err}"), *nothing)
     ranked = ranked_pairs(out)
     choices = [(pair_label(n, p), i) for i, (n, p) in enumerate(ranked)]
-    return (status_markdown(out, model_label), summary_rows(out, summaries),
+    return (status_markdown(out, model_label), highlight_html(summaries, out), summary_rows(out, summaries),
             pair_rows(ranked).style.format(precision=3), gr.Dropdown(choices=choices, value=0 if ranked else None),
             chart_update(ranked, 0), ranked)
 
@@ -219,6 +246,7 @@ def build_demo(model_folder: str | None = None) -> gr.Blocks:
                 gr.Examples(EXAMPLES, [source, summaries], example_labels=EXAMPLE_LABELS, label="Examples")
             with gr.Column():
                 status = gr.Markdown("Scores appear here.", elem_id="status")
+                highlights = gr.HTML("", label="Least supported spans", elem_id="highlights")
                 summary_table = gr.Dataframe(headers=SUMMARY_COLUMNS, label="QUALS per summary",
                                              interactive=False, wrap=True, elem_id="summary-table")
         pair_table = gr.Dataframe(headers=PAIR_COLUMNS, label="Kept QA pairs, least supported first (click a row "
@@ -230,7 +258,8 @@ def build_demo(model_folder: str | None = None) -> gr.Blocks:
                             x_label_angle=-45, x_title="token of the QA pair", y_title="probability",
                             elem_id="token-chart")
         button.click(functools.partial(run_scoring, options), [source, summaries, model, max_pairs, filter_mode],
-                     [status, summary_table, pair_table, pair_choice, chart, ranked_state], api_name="score")
+                     [status, highlights, summary_table, pair_table, pair_choice, chart, ranked_state],
+                     api_name="score")
         pair_table.select(selected_row, None, pair_choice, api_visibility="private")
         pair_choice.change(chart_update, [ranked_state, pair_choice], chart, api_visibility="private")
     return demo

@@ -83,9 +83,14 @@ Returns:
     mean_quals (`float` or `None`): mean over the scored summaries.
     num_scored (`int`), num_unscored (`int`): how many summaries got a score, and how many did not.
     num_qa_pairs (`list` of `int`): kept QA pairs per summary.
-    errors (`list` of `str` or `None`): why a summary has no score.
-    qa_pairs (`list` of `dict`): only with `return_qa_pairs=True`: kept pairs (question, answer, ll_source,
-        ll_summary, quals, per-token log-probabilities) and rejected pairs with reasons.
+    errors (`list` of `str` or `None`): why a summary has no score (empty or unreadable input, no kept pair).
+    probability (`list` of `float` or `None`): P(consistent), the preset's calibration of QUALS (a monotone map;
+        `None` for presets without one, and for unscored summaries).
+    consistent (`list` of `bool` or `None`): probability at or above the calibration's threshold.
+    qa_pairs (`list` of `dict`): only with `return_qa_pairs=True`, per summary: `kept` pairs (question, answer,
+        ll_source, ll_summary, quals, per-token log-probabilities), `rejected` pairs with reasons, `spans` (the
+        summary's characters the pairs asked about, least supported first: start, end, text, quals) and
+        `sentences` (start, end, text, quals per sentence).
 Examples:
     A faithful summary scores above one with a swapped entity. This example uses a tiny QAGen trained on a
     synthetic world, so it runs offline in seconds; real use loads a preset such as `lmqg-t5-base`.
@@ -150,8 +155,12 @@ class Quals(evaluate.Metric):
             "num_unscored": corpus.num_unscored,
             "num_qa_pairs": [s.num_pairs for s in scores],
             "errors": [s.error for s in scores],
+            "probability": [s.probability for s in scores],
+            "consistent": [s.consistent for s in scores],
         }
         if return_qa_pairs:
             explained = [s.to_dict() for s in scores]
-            out["qa_pairs"] = [{"kept": e["pairs"], "rejected": e["rejected"]} for e in explained]
+            out["qa_pairs"] = [{"kept": e.get("pairs", []), "rejected": e.get("rejected", []),
+                                "spans": e.get("spans", []), "sentences": e.get("sentences", [])}
+                               for e in explained]
         return out

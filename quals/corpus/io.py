@@ -64,8 +64,9 @@ def count_rows(path: str | Path) -> int:
     fmt = file_format(path)
     _check_file(path)
     if fmt in ("csv", "tsv"):
-        with open(path, encoding="utf-8-sig", errors="replace", newline="") as handle:
-            return sum(1 for _ in _csv_records(csv.reader(handle, delimiter="\t" if fmt == "tsv" else ","))) - 1
+        with open(path, encoding="utf-8-sig", errors="surrogateescape", newline="") as handle:
+            records = sum(1 for _ in _csv_records(csv.reader(handle, delimiter="\t" if fmt == "tsv" else ",")))
+            return max(records - 1, 0)  # the header is not a row
     with open(path, "rb") as handle:
         return sum(1 for line in handle if line.strip() or fmt == "txt")
 
@@ -125,11 +126,11 @@ def _field_problem(record: dict, columns: tuple[str, ...]) -> str | None:
     """Why ``record`` has no usable text in ``columns`` (missing, null or not a string), or None."""
     missing = [c for c in dict.fromkeys(columns) if c not in record]
     if missing:
-        return f"missing field(s) {missing}"
+        return f"missing field(s) {', '.join(missing)}"
     wrong = {c: "null" if record[c] is None else type(record[c]).__name__
              for c in dict.fromkeys(columns) if not isinstance(record[c], str)}
     if wrong:
-        return "field(s) " + ", ".join(f"{c!r} is {kind}" for c, kind in wrong.items()) + ", expected a string"
+        return "field(s) " + ", ".join(f"{c} is {kind}" for c, kind in wrong.items()) + ", expected a string"
     return None
 
 
@@ -146,13 +147,22 @@ def _csv_records(reader) -> Iterator[tuple[object, str | None]]:
 
 
 def _csv_rows(path, summary_column, source_column, passthrough, delimiter) -> Iterator[Row]:
-    """Checks the header now (a missing column is an ``InputError`` before any scoring), then streams rows."""
-    handle = io.TextIOWrapper(open(path, "rb"), encoding="utf-8-sig", errors="replace", newline="")  # noqa: SIM115
+    """Checks the header now (a missing column is an ``InputError`` before any scoring), then streams rows.
+
+    Bytes that are not UTF-8 are kept as lone surrogates (``surrogateescape``), so a row holding them is told apart
+    from one holding a genuine U+FFFD character, which is valid text.
+    """
+    handle = io.TextIOWrapper(open(path, "rb"), encoding="utf-8-sig", errors="surrogateescape",  # noqa: SIM115
+                              newline="")
     reader = csv.DictReader(handle, delimiter=delimiter)
-    missing = [c for c in dict.fromkeys((summary_column, source_column)) if c not in (reader.fieldnames or [])]
+    columns = reader.fieldnames
+    missing = [c for c in dict.fromkeys((summary_column, source_column)) if c not in (columns or [])]
     if missing:
         handle.close()
-        raise InputError(f"{path} has no column(s) {missing}; its columns are {reader.fieldnames}. "
+        if not columns:
+            raise InputError(f"{path} is empty: a CSV file needs a header row naming its columns "
+                             f"({summary_column}, {source_column}) and one row per summary")
+        raise InputError(f"{path} has no column(s) {', '.join(missing)}; its columns are {', '.join(columns)}. "
                          "Name them with --summary-column / --source-column")
     return _csv_stream(path, handle, reader, summary_column, source_column, passthrough)
 
@@ -165,10 +175,15 @@ def _csv_stream(path, handle, reader, summary_column, source_column, passthrough
                 yield Row(index, None, None, f"{where}: {parse_error}")
                 continue
             error = _field_problem(record, (summary_column, source_column))  # a short row has None values
-            if error is None and any("\ufffd" in record[c] for c in (summary_column, source_column)):
+            if error is None and any(_undecodable(record[c]) for c in (summary_column, source_column)):
                 error = "not valid UTF-8"
             yield Row(index, record.get(summary_column), record.get(source_column),
                       f"{where}: {error}" if error else None, {k: record[k] for k in passthrough if k in record})
+
+
+def _undecodable(text: str) -> bool:
+    """True when ``text`` holds bytes that were not UTF-8 (``surrogateescape`` lone surrogates)."""
+    return any("\udc80" <= char <= "\udcff" for char in text)
 
 
 def _check_file(path) -> None:

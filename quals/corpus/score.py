@@ -26,17 +26,30 @@ import os
 import sys
 import time
 from collections.abc import Iterator
+from contextlib import nullcontext
 from itertools import islice
 from pathlib import Path
 
 from tqdm.auto import tqdm
 
+from quals.corpus.blocks import score_block
 from quals.corpus.distributed import MainBroadcast, ProcessInfo, current_process, device_for
-from quals.corpus.io import UNREADABLE, InputError, Row, count_rows, read_rows
+from quals.corpus.io import InputError, Row, count_rows, read_rows
 from quals.corpus.sharding import Plan, RunDirectory, RunMismatchError, file_identity, model_identity
-from quals.engine.config import QualsConfig
-from quals.engine.results import CorpusSummary
+from quals.engine import CorpusSummary, QualsConfig, all_presets
 from quals.flags import add_dataclass_arguments, dataclass_kwargs
+from quals.outputs import OutputError, atomic_output, check_folder, check_not_an_input, check_single_file
+
+
+EPILOG = """exit status:
+  0  every row was read and scored (or got its own error record)
+  1  some rows could not be read: listed in OUT.errors.jsonl (or OUT/errors.jsonl); the others were scored
+  2  nothing was scored: unusable input (missing file or column, mismatched counts), a model that cannot load, or
+     an output that would replace or mix with existing files (see --overwrite and --force)
+"""
+
+RUN_FILES = ["run.json", "parts", "scores.jsonl", "errors.jsonl"]  # what a run directory holds
+ERRORS_SUFFIX = ".errors.jsonl"  # the error report beside a single-file output
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -48,16 +61,22 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     data.add_argument("--source-column", default="source", help="Column/field of the source (default: source).")
     data.add_argument("--out", required=True, help="Output JSONL, one row per input row in input order ('-': stdout); "
                                                    "or a directory (ends with '/'): a resumable, shardable run.")
+    data.add_argument("--overwrite", action="store_true", help="Replace an existing --out file (and its "
+                      ".errors.jsonl); the old file stays intact until the new one is complete.")
+    data.add_argument("--force", action="store_true", help="Use a non-empty --out directory that is not a QUALS run; "
+                      "no file already there is replaced or deleted.")
     data.add_argument("--explain", action="store_true", help="Write the kept and rejected QA pairs of each summary.")
     batching = parser.add_argument_group("batching and sharding")
-    batching.add_argument("--block-size", type=int, default=1024, help="Rows read, grouped by source and written "
-                          "together; the unit of sharding and of resuming (default: 1024).")
+    batching.add_argument("--block-size", type=int, default=1024, help="Rows read and grouped by source together; "
+                          "the unit of sharding (default: 1024). Records are written as soon as they are final.")
     batching.add_argument("--chunk-size", type=int, default=64, help="Rows scored per engine call (default: 64).")
     batching.add_argument("--source-cache-size", type=int, default=256, help="Encoded sources kept between engine "
                           "calls (default: 256).")
     batching.add_argument("--parity", action="store_true",
                           help="Reproduce the released code (QualsConfig.paper_parity).")
-    add_dataclass_arguments(parser.add_argument_group("QUALS settings (see QualsConfig)"), QualsConfig)
+    presets = ", ".join(sorted(all_presets()))
+    add_dataclass_arguments(parser.add_argument_group("QUALS settings (see QualsConfig)"), QualsConfig,
+                            extra_help={"preset": f"One of: {presets}."})
 
 
 def config_from_args(args: argparse.Namespace, parity: bool = False) -> QualsConfig:
@@ -75,22 +94,28 @@ def run(args: argparse.Namespace) -> int:
             raise InputError("--block-size and --chunk-size must be positive")
         config = config_from_args(args, args.parity)
         config.device = device_for(config.device, process)
+        if args.out != "-":  # before anything is loaded or written
+            check_not_an_input(args.out, [args.input, args.summaries, args.sources])
+            if sharded:
+                check_folder(args.out, RUN_FILES, args.force, "run.json", "QUALS run directory")
+            else:
+                check_single_file(args.out, args.overwrite, (ERRORS_SUFFIX,))
         rows = read_rows(args.input, args.summaries, args.sources, args.summary_column, args.source_column)
-    except (InputError, ValueError, KeyError) as err:
+    except (InputError, OutputError, ValueError) as err:
         print(f"quals score: error: {err}", file=sys.stderr)
         return 2
-    from quals.engine.scorer import QualsScorer  # heavy import after argument checks
+    from quals.engine import QualsScorer  # heavy import after argument checks
 
     try:
-        scorer = QualsScorer(config, show_progress=False, source_cache_size=args.source_cache_size)
-    except (ValueError, KeyError) as err:  # an unknown preset, or settings the format cannot honour
+        scorer = QualsScorer(config, source_cache_size=args.source_cache_size)
+    except ValueError as err:  # an unknown preset, or settings the format cannot honour
         print(f"quals score: error: {err}", file=sys.stderr)
         return 2
     return _run_sharded(args, scorer, rows, process) if sharded else _run_single_file(args, scorer, rows)
 
 
 def _load(scorer) -> bool:
-    from quals.engine.loading import ModelLoadError
+    from quals.engine import ModelLoadError
 
     try:
         scorer.load()  # now, so a missing model fails before any output is written
@@ -101,24 +126,26 @@ def _load(scorer) -> bool:
 
 
 def _run_single_file(args: argparse.Namespace, scorer, rows: Iterator[Row]) -> int:
+    """Records in input order to one file, written beside it and renamed over it at the end (or to stdout)."""
     if not _load(scorer):
         return 2
     started, tally, bad_rows = time.perf_counter(), CorpusSummary(), []
-    out = sys.stdout if args.out == "-" else open(args.out, "w", encoding="utf-8")  # noqa: SIM115
-    try:
-        with tqdm(total=count_rows(args.input or args.summaries), desc="QUALS", unit="summary",
-                  file=sys.stderr) as bar:
-            while block := list(islice(rows, args.block_size)):
-                for record in score_block(scorer, block, args.explain, args.chunk_size, bar.update):
-                    out.write(json.dumps(record, ensure_ascii=False) + "\n")
-                    tally.add(record)
-                bad_rows.extend({"index": r.index, "error": r.error} for r in block if r.error)
+    with (nullcontext(sys.stdout) if args.out == "-" else atomic_output(args.out)) as out, \
+            tqdm(total=count_rows(args.input or args.summaries), desc="QUALS", unit="summary", file=sys.stderr,
+                 disable=not scorer.config.show_progress) as bar:
+        while block := list(islice(rows, args.block_size)):
+            for records in score_block(scorer, block, args.explain, args.chunk_size, progress=bar.update):
+                out.write("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records))
                 out.flush()
-    finally:
-        if out is not sys.stdout:
-            out.close()
-    if bad_rows and args.out != "-":
-        write_error_report(Path(args.out), bad_rows)
+                for record in records:
+                    tally.add(record)
+            bad_rows.extend({"index": r.index, "error": r.error} for r in block if r.error)
+    if args.out != "-":
+        report = Path(args.out).with_name(Path(args.out).name + ERRORS_SUFFIX)
+        if bad_rows:
+            write_error_report(report, bad_rows)
+        else:
+            report.unlink(missing_ok=True)  # a report of an earlier run would describe another output (--overwrite)
     print(f"quals score: {_reuse(scorer)}", file=sys.stderr)
     print(tally.table(time.perf_counter() - started), file=sys.stderr)
     return 1 if bad_rows else 0
@@ -141,21 +168,23 @@ def _run_sharded(args: argparse.Namespace, scorer, rows: Iterator[Row], process:
         if not _load(scorer):
             return 2
         blocks = plan.blocks_for(process.rank, process.world_size)
+        todo = plan.rows_in(blocks)
         print(f"quals score: rank {process.rank}/{process.world_size}, attempt {plan.attempt}: {len(blocks)} "
-              f"block(s), {plan.rows_in(blocks)} row(s) to score; {plan.done_rows} of {plan.num_rows} rows already "
-              "done", file=sys.stderr)
+              f"block(s), {todo} row(s) to score; {plan.done_rows} of {plan.num_rows} rows already done",
+              file=sys.stderr)
         started = time.perf_counter()
         with open(directory.part_path(plan.attempt, process.rank), "w", encoding="utf-8") as out, \
-                tqdm(total=plan.rows_in(blocks), desc=f"QUALS rank {process.rank}", unit="summary", file=sys.stderr,
-                     disable=not process.is_main) as bar:
+                tqdm(total=todo, desc=f"QUALS rank {process.rank}", unit="summary", file=sys.stderr,
+                     disable=not (process.is_main and scorer.config.show_progress)) as bar:
             for block in _blocks(rows, plan.block_size, blocks):
-                records = score_block(scorer, block, args.explain, args.chunk_size, bar.update)
-                out.write("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records))  # one write per block
-                out.flush()
-                os.fsync(out.fileno())
+                block = [row for row in block if row.index not in plan.done]  # finished by an earlier attempt
+                for records in score_block(scorer, block, args.explain, args.chunk_size, progress=bar.update):
+                    out.write("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records))
+                    out.flush()
+                    os.fsync(out.fileno())  # a kill keeps every record written so far
     seconds = time.perf_counter() - started
-    print(f"quals score: rank {process.rank} scored {plan.rows_in(blocks)} row(s) in {seconds:.1f} s; "
-          f"{_reuse(scorer)}", file=sys.stderr)
+    print(f"quals score: rank {process.rank} scored {todo} row(s) in {seconds:.1f} s; {_reuse(scorer)}",
+          file=sys.stderr)
     if not directory.is_complete():  # another rank is still scoring: the last one to finish merges
         return 0
     tally = CorpusSummary()
@@ -168,7 +197,7 @@ def _run_sharded(args: argparse.Namespace, scorer, rows: Iterator[Row], process:
 
 
 def _reuse(scorer) -> str:
-    return (f"{scorer.source_encodings} source(s) encoded, {scorer.source_cache_hits} found in the source cache "
+    return (f"{scorer.source_cache.encodings} source(s) encoded, {scorer.source_cache.hits} found in the source cache "
             "(sources shared within one engine call are encoded once and not counted as cache hits)")
 
 
@@ -189,52 +218,8 @@ def _blocks(rows: Iterator[Row], block_size: int, wanted: list[int]) -> Iterator
             yield block
 
 
-# ---------------------------------------------------------------------- scoring one block
-def score_block(scorer, rows: list[Row], explain: bool, chunk_size: int, progress=lambda n: None) -> list[dict]:
-    """One record per row, in the rows' order. Rows sharing a source are scored side by side.
-
-    Unreadable rows and invalid texts get ``quals: null`` and an error naming the row; an engine failure on a
-    chunk is retried row by row, so one bad row never costs the others their results.
-    """
-    from quals.engine.results import SummaryScore
-    from quals.engine.scorer import _input_error
-
-    records: dict[int, dict] = {}
-    scorable = []
-    for row in rows:
-        error = (UNREADABLE + row.error if row.error else
-                 _input_error(row.summary, "summary", row.index) or _input_error(row.source, "source", row.index))
-        if error:
-            records[row.index] = {**row.extra, **SummaryScore(row.index, None, error=error).to_dict()}
-        else:
-            scorable.append(row)
-    progress(len(rows) - len(scorable))
-    first_seen: dict[str, int] = {}
-    for row in scorable:
-        first_seen.setdefault(row.source, len(first_seen))
-    scorable.sort(key=lambda row: first_seen[row.source])  # stable: the K candidates of a document together
-    for start in range(0, len(scorable), chunk_size):
-        chunk = scorable[start: start + chunk_size]
-        for row, score in zip(chunk, _score_isolated(scorer, chunk, explain), strict=True):
-            records[row.index] = {**row.extra, **score.to_dict(), "index": row.index}
-        progress(len(chunk))
-    return [records[row.index] for row in rows]
-
-
-def _score_isolated(scorer, rows: list[Row], explain: bool) -> list:
-    """Scores of ``rows`` in one engine call; if the call fails, row by row, a failing row getting its error."""
-    from quals.engine.results import SummaryScore
-
-    try:
-        return scorer.score([r.summary for r in rows], [r.source for r in rows], return_qa_pairs=explain)
-    except Exception as err:  # noqa: BLE001 - any engine failure must stay confined to the rows that cause it
-        if len(rows) == 1:
-            return [SummaryScore(rows[0].index, None, error=f"scoring failed: {type(err).__name__}: {err}")]
-        return [score for row in rows for score in _score_isolated(scorer, [row], explain)]
-
-
-def write_error_report(out: Path, bad_rows: list[dict]) -> Path:
-    path = out.with_name(out.name + ".errors.jsonl")
-    path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in bad_rows), encoding="utf-8")
+def write_error_report(path: Path, bad_rows: list[dict]) -> Path:
+    with atomic_output(path) as out:
+        out.write("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in bad_rows))
     print(f"quals score: {len(bad_rows)} row(s) could not be read; see {path}", file=sys.stderr)
     return path

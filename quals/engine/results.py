@@ -45,16 +45,19 @@ class SummaryScore:
     num_source_windows: int = 0
     summary_truncated: bool = False
     error: str | None = None
+    probability: float | None = None  # P(consistent) from the preset's calibration (None: none fitted, or unscored)
+    consistent: bool | None = None  # probability >= the calibration's threshold
     pairs: list[QAPair] | None = None  # with return_qa_pairs=True, least supported first
     rejected: list[Rejection] | None = None  # with return_qa_pairs=True
+    spans: list | None = None  # with return_qa_pairs=True: explain.Span, least supported first
+    sentences: list | None = None  # with return_qa_pairs=True: explain.SentenceScore, in summary order
 
     def to_dict(self) -> dict:
         """JSON-ready dict (pairs and rejections included only when they were requested)."""
         out = asdict(self)
-        if self.pairs is None:
-            out.pop("pairs")
-        if self.rejected is None:
-            out.pop("rejected")
+        for name in ("pairs", "rejected", "spans", "sentences"):
+            if getattr(self, name) is None:
+                out.pop(name)
         return out
 
 

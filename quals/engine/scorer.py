@@ -19,19 +19,25 @@ summaries (an LRU cache keeps them across calls, so K candidates of one document
 from __future__ import annotations
 
 import dataclasses
-from collections import OrderedDict
-from collections.abc import Sequence
+import json
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 from tqdm.auto import tqdm
 
+from quals.engine.calibration import Calibration
 from quals.engine.config import QualsConfig
 from quals.engine.diverse_beam_search import diverse_beam_search
+from quals.engine.explain import merge_spans, sentence_scores
 from quals.engine.filtering import Candidate, Rejection, filter_pairs
+from quals.engine.inputs import as_list, input_error, unreadable_reason
 from quals.engine.loading import load_qagen, resolve_format
+from quals.engine.progress import LongSourceProgress
 from quals.engine.qagen import Context, QAGenModel, Target
 from quals.engine.results import CorpusSummary, QAPair, SummaryScore
+from quals.engine.source_cache import SourceCache
 
 
 @dataclass
@@ -64,11 +70,8 @@ class QualsScorer:
         self.format = qagen.format if qagen is not None else resolve_format(
             self.config.preset, self.config.model, self.config.qa_separator, self.config.gguf_file)
         self._qagen = qagen
-        self._source_cache: OrderedDict[str, tuple[list[Context], int]] = OrderedDict()
-        self._source_cache_size, self._source_cache_bytes = source_cache_size, source_cache_bytes
+        self.source_cache = SourceCache(source_cache_size, source_cache_bytes)
         self._empty: Context | None = None  # an empty passage, encoded on first use (ll_reference="no_passage")
-        self.source_encodings = 0  # sources encoded (cache misses) ...
-        self.source_cache_hits = 0  # ... and sources found already encoded, for throughput reports
         self.decoder_rows = 0  # rows the QA generation fed to the decoder, summed over steps
         fmt, cfg = self.format, self.config
         self.num_groups = cfg.num_beam_groups or fmt.num_beam_groups
@@ -76,6 +79,8 @@ class QualsScorer:
         self.min_new_tokens = fmt.min_new_tokens if cfg.min_new_tokens is None else cfg.min_new_tokens
         self.max_new_tokens = fmt.max_new_tokens if cfg.max_new_tokens is None else cfg.max_new_tokens
         self.max_source_tokens = cfg.max_source_tokens or fmt.max_source_tokens
+        self.calibration = (Calibration(**json.loads(Path(cfg.calibration).read_text())) if cfg.calibration
+                            else Calibration(*fmt.calibration) if fmt.calibration else None)
         if cfg.ll_summary == "search" and fmt.multi_pair:
             raise ValueError(f"ll_summary='search' needs a one-pair-per-sequence format; {fmt.name!r} writes several "
                              "pairs per sequence, so a pair has no search score of its own")
@@ -84,7 +89,7 @@ class QualsScorer:
     def qagen(self) -> QAGenModel:
         """The QAGen model, loaded on first use."""
         if self._qagen is None:
-            self._qagen = load_qagen(self.format, self.config.device, self.config.dtype)
+            self._qagen = load_qagen(self.format, self.config.device, self.config.dtype, self.config.allow_pickle)
         return self._qagen
 
     def load(self) -> QAGenModel:
@@ -92,26 +97,30 @@ class QualsScorer:
         return self.qagen
 
     # ------------------------------------------------------------------ public API
-    def score(self, summaries: Sequence[str], sources: Sequence[str], return_qa_pairs: bool = False
-              ) -> list[SummaryScore]:
+    def score(self, summaries: Sequence[str], sources: Sequence[str], return_qa_pairs: bool = False,
+              show_progress: bool | None = None) -> list[SummaryScore]:
         """QUALS of each summary against its source, in input order.
 
         Invalid items (``None``, non-strings, empty or whitespace-only texts) get ``quals=None`` and an
         ``error`` naming the problem; the other items are scored normally. Mismatched lengths raise.
+        ``show_progress`` overrides the config for the bar over summaries (a caller drawing its own passes
+        ``False``); sources long enough to need many windows get a bar of their own when the config shows progress.
         """
-        summaries, sources = _as_list(summaries, "summaries"), _as_list(sources, "sources")
+        summaries, sources = as_list(summaries, "summaries"), as_list(sources, "sources")
         if len(summaries) != len(sources):
             raise ValueError(f"Got {len(summaries)} summaries but {len(sources)} sources; they must pair up 1:1")
         results: list[SummaryScore | None] = [None] * len(summaries)
         valid = []
         for i, (summary, source) in enumerate(zip(summaries, sources, strict=True)):
-            error = _input_error(summary, "summary", i) or _input_error(source, "source", i)
+            error = (input_error(summary, "summary", i) or input_error(source, "source", i)
+                     or self._unreadable(summary, "summary", i) or self._unreadable(source, "source", i))
             if error:
                 results[i] = SummaryScore(index=i, quals=None, error=error)
             else:
                 valid.append(i)
         chunk = max(1, self.config.max_batch_tokens // (self.num_groups * 32))
-        with tqdm(total=len(summaries), desc="QUALS", unit="summary", disable=not self.config.show_progress) as bar:
+        shown = self.config.show_progress if show_progress is None else show_progress
+        with tqdm(total=len(summaries), desc="QUALS", unit="summary", disable=not shown) as bar:
             bar.update(len(summaries) - len(valid))
             for start in range(0, len(valid), chunk):
                 indices = valid[start: start + chunk]
@@ -119,9 +128,23 @@ class QualsScorer:
                 selections = [self.select(generation) for generation in generations]
                 scored = self.score_pairs(generations, selections, [sources[i] for i in indices], return_qa_pairs)
                 for i, result in zip(indices, scored, strict=True):
-                    results[i] = dataclasses.replace(result, index=i)
+                    results[i] = dataclasses.replace(result, index=i, **self._decision(result.quals))
                 bar.update(len(indices))
         return results
+
+    def _unreadable(self, text: str, what: str, index: int) -> str | None:
+        cfg = self.config
+        if cfg.min_script_share <= 0 and cfg.max_unknown_share >= 1:
+            return None
+        tokenizer = self.qagen.tokenizer if cfg.max_unknown_share < 1 else None
+        return unreadable_reason(text, what, index, self.format.scripts, cfg.min_script_share, tokenizer,
+                                 cfg.max_unknown_share)
+
+    def _decision(self, quals: float | None) -> dict:
+        """``probability`` and ``consistent`` for a QUALS value (nothing without a calibration)."""
+        if self.calibration is None:
+            return {}
+        return {"probability": self.calibration.probability(quals), "consistent": self.calibration.decide(quals)}
 
     def quals(self, summaries: Sequence[str], sources: Sequence[str]) -> list[float | None]:
         """Just the scores (``None`` where nothing could be scored)."""
@@ -170,7 +193,8 @@ class QualsScorer:
         on the summary unless the search already did; QUALS per summary."""
         qagen, per_summary = self.qagen, selections
         summary_contexts = [g.context for g in generations]
-        source_contexts = {src: self._source_windows(src) for src in dict.fromkeys(sources)}
+        long_sources = LongSourceProgress(self.config.show_progress)
+        source_contexts = {src: self._source_windows(src, long_sources) for src in dict.fromkeys(sources)}
         jobs = []  # (summary index, kept index, context, target, window | "summary" | "prior")
         summary_lp: dict[tuple[int, int], torch.Tensor] = {}
         for i, (kept, _) in enumerate(per_summary):
@@ -186,7 +210,8 @@ class QualsScorer:
                     jobs.append((i, j, summary_contexts[i], target, "summary"))
                 for w, window in enumerate(source_contexts[sources[i]][0]):
                     jobs.append((i, j, window, target, w))
-        logprobs = self._token_logprobs([(job[2], job[3]) for job in jobs])
+        logprobs = self._token_logprobs([(job[2], job[3]) for job in jobs], long_sources.add(len(jobs)))
+        long_sources.close()
 
         source_lp: dict[tuple[int, int], tuple[torch.Tensor, int]] = {}
         prior_lp: dict[tuple[int, int], torch.Tensor] = {}
@@ -221,6 +246,8 @@ class QualsScorer:
             if return_qa_pairs:
                 result.pairs = sorted(pairs, key=lambda p: p.quals)
                 result.rejected = rejected
+                result.spans = merge_spans(generations[i].summary, pairs)
+                result.sentences = sentence_scores(generations[i].summary, pairs, result.quals)
             results.append(result)
         return results
 
@@ -281,41 +308,37 @@ class QualsScorer:
             self._empty = self._encode([self.qagen.passage_windows("", self.max_source_tokens)[0]])[0]
         return self._empty
 
-    def _source_windows(self, source: str) -> tuple[list[Context], int]:
+    def _source_windows(self, source: str, long_sources: LongSourceProgress) -> tuple[list[Context], int]:
         """Encoded windows of a source (only the first in 'truncate' mode) and the number of windows it needs.
 
         Kept in an LRU cache, so a source shared by several summaries is encoded once even across calls.
         """
-        if source in self._source_cache:
-            self._source_cache.move_to_end(source)
-            self.source_cache_hits += 1
-            return self._source_cache[source]
+        entry = self.source_cache.get(source)
+        if entry is not None:
+            return entry
         windows = self.qagen.passage_windows(source, self.max_source_tokens, self.config.window_overlap)
         needed = len(windows)
         if self.config.long_source == "truncate":
             windows = windows[:1]
         elif self.config.max_source_windows is not None:
             windows = windows[: self.config.max_source_windows]
-        self.source_encodings += 1
-        entry = (self._encode(windows), needed)
-        self._source_cache[source] = entry
-        held = sum(c.nbytes for contexts, _ in self._source_cache.values() for c in contexts)
-        while len(self._source_cache) > 1 and (len(self._source_cache) > self._source_cache_size
-                                               or held > self._source_cache_bytes):
-            evicted, _ = self._source_cache.popitem(last=False)[1]
-            held -= sum(c.nbytes for c in evicted)
+        entry = (self._encode(windows, long_sources.add(len(windows), source_windows=len(windows))), needed)
+        self.source_cache.put(source, entry)
         return entry
 
     # ------------------------------------------------------------------ batching
-    def _encode(self, inputs: list[list[int]]) -> list[Context]:
+    def _encode(self, inputs: list[list[int]], progress: Callable[[int], object] | None = None) -> list[Context]:
         order = sorted(range(len(inputs)), key=lambda k: len(inputs[k]), reverse=True)
         contexts: list[Context | None] = [None] * len(inputs)
         for batch in _budget_batches(order, lambda k: len(inputs[k]), self.config.max_batch_tokens):
             for k, context in zip(batch, self.qagen.encode([inputs[k] for k in batch]), strict=True):
                 contexts[k] = context
+            if progress is not None:
+                progress(len(batch))
         return contexts
 
-    def _token_logprobs(self, jobs: list[tuple[Context, Target]]) -> list[torch.Tensor]:
+    def _token_logprobs(self, jobs: list[tuple[Context, Target]], progress: Callable[[int], object] | None = None
+                        ) -> list[torch.Tensor]:
         """Teacher-forced log-probs for (context, target) jobs, batched by padded token count."""
         def cost(k: int) -> int:
             return jobs[k][0].length + len(jobs[k][1].ids)
@@ -327,6 +350,8 @@ class QualsScorer:
                                              self.config.share_context_cache)
             for k, lp in zip(batch, rows, strict=True):
                 out[k] = lp
+            if progress is not None:
+                progress(len(batch))
         return out
 
 
@@ -340,22 +365,3 @@ def _budget_batches(order: list[int], cost, budget: int):
         batch.append(k)
     if batch:
         yield batch
-
-
-def _as_list(texts, name: str) -> list:
-    if isinstance(texts, str):
-        raise TypeError(f"{name} must be a list of strings, not a single string; wrap it in a list: [text]")
-    try:
-        return list(texts)
-    except TypeError:
-        raise TypeError(f"{name} must be a list of strings, got {type(texts).__name__}") from None
-
-
-def _input_error(text, what: str, index: int) -> str | None:
-    if text is None:
-        return f"invalid input: {what} {index} is None"
-    if not isinstance(text, str):
-        return f"invalid input: {what} {index} is {type(text).__name__}, expected str"
-    if not text.strip():
-        return f"empty input: {what} {index} is empty or whitespace only"
-    return None

@@ -13,9 +13,12 @@ from dataclasses import dataclass
 import torch
 from transformers import AutoConfig, AutoModelForSeq2SeqLM, AutoTokenizer, Seq2SeqTrainer
 
+from quals.engine.weights import safe_weights
+from quals.recipe.warm_start import warm_start
+
 
 def load_seq2seq_base(base: str, fmt, architecture: str = "encoder-decoder", decoder_layers: int | None = None,
-                      cross_attention_init: str = "random"):
+                      cross_attention_init: str = "random", allow_pickle: bool = False):
     """A seq2seq model (or one warm-started from an encoder) and its tokenizer, with the separator as a new token
     when the tokenizer splits it."""
     tokenizer = AutoTokenizer.from_pretrained(base)
@@ -23,12 +26,9 @@ def load_seq2seq_base(base: str, fmt, architecture: str = "encoder-decoder", dec
         if decoder_layers is not None or cross_attention_init != "random":
             raise ValueError("--decoder-layers and --cross-attention-init shape a warm start from an encoder; "
                              f"{base} is already a seq2seq model")
-        model = AutoModelForSeq2SeqLM.from_pretrained(base, dtype=torch.float32)
+        model = AutoModelForSeq2SeqLM.from_pretrained(base, dtype=torch.float32, **safe_weights(allow_pickle))
     else:
-        from quals.recipe.warm_start import warm_start
-
-        model = warm_start(base, architecture, tokenizer, decoder_layers,
-                           cross_attention_init)
+        model = warm_start(base, architecture, tokenizer, decoder_layers, cross_attention_init, allow_pickle)
     separator = fmt.qa_separator.strip()
     if not _round_trips(tokenizer, separator):
         tokenizer.add_tokens([separator], special_tokens=True)

@@ -26,6 +26,7 @@ from __future__ import annotations
 import argparse
 import json
 import random
+import sys
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -33,11 +34,12 @@ import torch
 from datasets import Dataset
 from transformers import AutoConfig, Seq2SeqTrainingArguments
 
-from quals.engine.loading import load_pretrained, weights_location
 from quals.engine.model_folders import format_from_folder, save_qagen
 from quals.engine.presets import get_preset
 from quals.engine.qagen import QAGenModel, build_qagen
+from quals.engine.weights import load_pretrained, weights_location
 from quals.flags import add_dataclass_arguments, dataclass_from_args
+from quals.outputs import OutputError, check_folder
 from quals.recipe.causal import CausalQAGenTrainer, PromptTargetsCollator, add_lora, save_adapter
 from quals.recipe.data import QAExample, cloze_examples, crop_to_answer, load_examples, split_by_article
 from quals.recipe.seq2seq import PassageGroupCollator, QAGenTrainer, load_seq2seq_base
@@ -53,6 +55,8 @@ class TrainQAGenConfig:
         "help": "Hub id or folder: a seq2seq model, an encoder to warm-start from, or a causal LM (None: the "
                 "preset's own weights, e.g. the GGUF file of --preset smollm2-135m)."})
     gguf_file: str | None = field(default=None, metadata={"help": "GGUF file inside the --base folder or repo."})
+    allow_pickle: bool = field(default=False, metadata={
+        "help": "Also load PyTorch pickle weights (*.bin) for --base, which can run code when loaded (warns)."})
     preset: str = field(default="paper", metadata={"help": "Target format preset (or a trained folder)."})
     lora: bool | None = field(default=None, metadata={
         "help": "Train a LoRA adapter (peft) instead of every weight; None: yes for causal LMs, no for seq2seq."})
@@ -96,6 +100,10 @@ class TrainQAGenConfig:
     eval_groups: int = field(default=64, metadata={"help": "Held-out passage groups used for that loss."})
     logging_steps: int = field(default=20, metadata={"help": "Log the training loss every this many steps."})
     resume: bool = field(default=False, metadata={"help": "Resume from the last checkpoint in out/checkpoints."})
+    overwrite: bool = field(default=False, metadata={"help": "Train again into an --out folder that holds an earlier "
+                                                             "training run (its files are replaced)."})
+    force: bool = field(default=False, metadata={"help": "Use a non-empty --out folder that is not a training run "
+                                                         "(none of its files is replaced or deleted)."})
     save_dtype: str = field(default="float32", metadata={"help": "Weights of the final folder: float32 or float16."})
     name: str | None = field(default=None, metadata={"help": "Name of the saved format (default: folder name)."})
     num_beam_groups: int | None = field(default=None, metadata={"help": "Saved format: QA pairs per summary."})
@@ -110,7 +118,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    train_qagen(dataclass_from_args(TrainQAGenConfig, args))
+    try:
+        train_qagen(dataclass_from_args(TrainQAGenConfig, args))
+    except OutputError as err:
+        print(f"quals train-qagen: error: {err}", file=sys.stderr)
+        return 2
     return 0
 
 
@@ -123,8 +135,9 @@ def load_model_and_tokenizer(config: TrainQAGenConfig, fmt):
     """
     if config.base is None or config.gguf_file is not None or _is_causal(config.base):
         return load_pretrained(config.base or weights_location(fmt), config.gguf_file if config.base else
-                               fmt.gguf_file)
-    return load_seq2seq_base(config.base, fmt, config.architecture, config.decoder_layers, config.cross_attention_init)
+                               fmt.gguf_file, allow_pickle=config.allow_pickle)
+    return load_seq2seq_base(config.base, fmt, config.architecture, config.decoder_layers, config.cross_attention_init,
+                             config.allow_pickle)
 
 
 def _is_causal(base: str) -> bool:
@@ -171,12 +184,27 @@ def passage_groups(examples: list[QAExample], qagen: QAGenModel, max_source_toke
     return Dataset.from_dict(rows)
 
 
+TRAINING_FILES = ["split.json", "checkpoints", "training_log.json", "quals_format.json", "config.json",
+                  "generation_config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json",
+                  "adapter_config.json", "adapter_model.safetensors", "chat_template.jinja", "README.md"]
+
+
+def check_output_folder(out: Path, config: TrainQAGenConfig) -> None:
+    """Refuse to write into a folder of other files (without --force) or over an earlier run (without --resume or
+    --overwrite); see ``quals.outputs``."""
+    check_folder(out, TRAINING_FILES, config.force, "split.json", "train-qagen output folder")
+    if (out / "split.json").exists() and not (config.resume or config.overwrite):
+        raise OutputError(f"{out} holds an earlier training run; pass --resume to continue it, or --overwrite to "
+                          "train again (its files are replaced)")
+
+
 # ---------------------------------------------------------------------------------------------- training
 def train_qagen(config: TrainQAGenConfig) -> Path:
     """Train, save the final folder (model or adapter, tokenizer, ``quals_format.json``, ``training_log.json``)."""
     if config.threads:
         torch.set_num_threads(config.threads)
     out = Path(config.out)
+    check_output_folder(out, config)
     fmt = format_from_folder(config.preset) or get_preset(config.preset)
     saved = {k: v for k, v in {"num_beam_groups": config.num_beam_groups, "max_new_tokens": config.max_new_tokens,
                                "min_new_tokens": config.min_new_tokens}.items() if v is not None}

@@ -19,6 +19,8 @@ from __future__ import annotations
 import torch
 from transformers import AutoModel, BartConfig, BartForConditionalGeneration, EncoderDecoderModel
 
+from quals.engine.weights import safe_weights
+
 
 def evenly_spaced_layers(num_layers: int, keep: int) -> list[int]:
     """Indices of ``keep`` of ``num_layers`` layers, first and last included (DistilBART's choice).
@@ -37,8 +39,10 @@ CROSS_ATTENTION_INITS = ("random", "self-attention")
 
 
 def warm_start(encoder_path: str, architecture: str, tokenizer, decoder_layers: int | None = None,
-               cross_attention_init: str = "random"):
-    """A seq2seq model whose encoder is ``encoder_path``; decoder start = [CLS]/<s>, eos = [SEP]/</s>."""
+               cross_attention_init: str = "random", allow_pickle: bool = False):
+    """A seq2seq model whose encoder is ``encoder_path``; decoder start = [CLS]/<s>, eos = [SEP]/</s>.
+
+    Weights load from safetensors only unless ``allow_pickle`` (``quals.engine.weights.safe_weights``)."""
     if cross_attention_init not in CROSS_ATTENTION_INITS:
         raise ValueError(f"cross_attention_init must be one of {CROSS_ATTENTION_INITS}, got {cross_attention_init!r}")
     start_id = tokenizer.cls_token_id if tokenizer.cls_token_id is not None else tokenizer.bos_token_id
@@ -46,9 +50,11 @@ def warm_start(encoder_path: str, architecture: str, tokenizer, decoder_layers: 
     if architecture == "encoder-decoder":
         if decoder_layers is not None or cross_attention_init != "random":
             raise ValueError("--decoder-layers and --cross-attention-init need --architecture bart")
-        model = EncoderDecoderModel.from_encoder_decoder_pretrained(encoder_path, encoder_path)
+        model = EncoderDecoderModel.from_encoder_decoder_pretrained(encoder_path, encoder_path,
+                                                                    **safe_weights(allow_pickle))
     elif architecture == "bart":
-        model = bart_from_bert(AutoModel.from_pretrained(encoder_path), decoder_layers, start_id, eos_id,
+        model = bart_from_bert(AutoModel.from_pretrained(encoder_path, **safe_weights(allow_pickle)), decoder_layers,
+                               start_id, eos_id,
                                tokenizer.pad_token_id, cross_attention_init)
     else:
         raise ValueError(f"architecture must be 'encoder-decoder' or 'bart', got {architecture!r}")
