@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 
 import pytest
+import torch
 
 from quals import ModelLoadError, get_preset, load_qagen, resolve_format, save_qagen
 from quals.cli import main
@@ -155,10 +156,10 @@ def test_a_killed_run_resumes_with_only_the_rows_not_yet_written(tmp_path, train
 def test_a_pickle_only_model_folder_is_refused_with_the_way_out(tmp_path):
     tokenizer = word_tokenizer()
     folder = tmp_path / "pickled"
-    save_qagen(tiny_bart(len(tokenizer)), tokenizer, folder, RANDOM_FORMAT)
+    model = tiny_bart(len(tokenizer))
+    save_qagen(model, tokenizer, folder, RANDOM_FORMAT)
     (folder / "model.safetensors").unlink()
-    tiny_bart(len(tokenizer)).save_pretrained(folder, safe_serialization=False)
-    assert (folder / "pytorch_model.bin").is_file()
+    torch.save(model.state_dict(), folder / "pytorch_model.bin")  # what an old checkpoint holds: a pickle
     with pytest.raises(ModelLoadError, match="only PyTorch pickle weights .* --allow-pickle"):
         load_qagen(resolve_format(None, str(folder)), "cpu")
     with pytest.warns(UserWarning, match="can run code"):

@@ -74,7 +74,7 @@ def _score_isolated(scorer, rows: list[Row], explain: bool) -> list[SummaryScore
     """Scores of ``rows`` in one engine call; if the call fails, row by row, a failing row getting its error."""
     try:
         return scorer.score([r.summary for r in rows], [r.source for r in rows], return_qa_pairs=explain,
-                            show_progress=False)
+                            show_progress=False, ids=[r.index for r in rows])
     except Exception as err:  # noqa: BLE001 - any engine failure must stay confined to the rows that cause it
         if len(rows) == 1:
             return [SummaryScore(rows[0].index, None, error=f"scoring failed: {type(err).__name__}: {err}")]

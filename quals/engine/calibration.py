@@ -15,8 +15,10 @@ True
 
 from __future__ import annotations
 
+import json
 import math
 from dataclasses import dataclass
+from pathlib import Path
 
 
 @dataclass(frozen=True)
@@ -65,6 +67,12 @@ class Calibration:
 
     def to_dict(self) -> dict:
         return {"slope": self.slope, "intercept": self.intercept, "threshold": self.threshold}
+
+    @classmethod
+    def load(cls, path: str | Path) -> Calibration:
+        """A calibration JSON written by ``quals calibrate`` (its ``fitted_on`` notes are ignored here)."""
+        fields = json.loads(Path(path).read_text(encoding="utf-8"))
+        return cls(float(fields["slope"]), float(fields["intercept"]), float(fields["threshold"]))
 
 
 def balanced_accuracy(predicted: list[bool], labels: list[int]) -> float:

@@ -31,9 +31,10 @@ from quals.engine.results import QAPair
 
 
 ABBREVIATIONS = frozenset((
-    "mr", "mrs", "ms", "dr", "prof", "st", "jr", "sr", "vs", "etc", "e.g", "i.e", "no", "nos", "inc", "ltd", "co",
-    "corp", "gen", "gov", "sen", "rep", "rev", "col", "lt", "sgt", "capt", "fig", "al", "jan", "feb", "mar", "apr",
-    "jun", "jul", "aug", "sep", "sept", "oct", "nov", "dec", "u.s", "u.k", "u.n", "a.m", "p.m"))
+    "mr", "mrs", "ms", "dr", "prof", "st", "jr", "sr", "vs", "etc", "e.g", "i.e", "inc", "ltd", "co", "corp", "gen",
+    "gov", "sen", "rep", "rev", "col", "lt", "sgt", "capt", "al", "jan", "feb", "mar", "apr", "jun", "jul", "aug",
+    "sep", "sept", "oct", "nov", "dec", "u.s", "u.k", "u.n", "a.m", "p.m"))
+NUMBER_ABBREVIATIONS = frozenset(("no", "nos", "fig", "vol", "pp"))  # abbreviations only before a number: "No. 5"
 _END = re.compile(r"(?:[.!?]+|\u2026)[\"'\u201d\u2019)\]]*(?=\s|$)")
 _WORD = re.compile(r"[^\W_]+")
 
@@ -65,9 +66,9 @@ class SentenceScore:
 def split_sentences(text: str) -> list[tuple[int, int]]:
     """Sentence spans: a sentence ends at ``.``, ``!``, ``?`` or ``…`` (closing quotes and brackets included)
     before a space or the end, except after an abbreviation (``Mr.``, ``U.S.``, ``e.g.``) or a single-letter
-    initial (``J. K. Rowling``), and except a ``?``, ``!`` or ellipsis followed by a lower-case word (``"Why?" she
-    asked``); a number's decimal point is not an end. A period before a lower-case word does end a sentence, so
-    lower-cased text (as in QAGS) splits too."""
+    initial (``J. K. Rowling``) or ``No.``/``Fig.`` before a number, and except a ``?``, ``!`` or ellipsis
+    followed by a lower-case word (``"Why?" she asked``); a number's decimal point is not an end. A period before
+    a lower-case word does end a sentence, so lower-cased text (as in QAGS) splits too."""
     spans, start = [], 0
     for match in _END.finditer(text):
         before = text[start: match.start()].split()
@@ -77,6 +78,8 @@ def split_sentences(text: str) -> list[tuple[int, int]]:
                             or (len(last) == 1 and last.isalpha())):
             continue
         following = text[match.end():].lstrip()
+        if mark == "." and last.rstrip(".") in NUMBER_ABBREVIATIONS and following[:1].isdigit():
+            continue
         if mark != "." and following[:1].islower():
             continue
         spans.append(_trimmed(text, start, match.end()))
@@ -107,7 +110,8 @@ def answer_span(summary: str, answer: str, question: str = "") -> tuple[int, int
 
 def merge_spans(summary: str, pairs: list[QAPair]) -> list[Span]:
     """The summary's spans that kept pairs asked about, overlapping ones merged, least supported first."""
-    located = sorted((span, pair) for pair in pairs if (span := answer_span(summary, pair.answer, pair.question)))
+    located = sorted(((span, pair) for pair in pairs if (span := answer_span(summary, pair.answer, pair.question))),
+                     key=lambda item: item[0])
     merged: list[Span] = []
     for (start, end), pair in located:
         if merged and start < merged[-1].end:

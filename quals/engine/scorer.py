@@ -19,10 +19,8 @@ summaries (an LRU cache keeps them across calls, so K candidates of one document
 from __future__ import annotations
 
 import dataclasses
-import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 
 import torch
 from tqdm.auto import tqdm
@@ -79,7 +77,7 @@ class QualsScorer:
         self.min_new_tokens = fmt.min_new_tokens if cfg.min_new_tokens is None else cfg.min_new_tokens
         self.max_new_tokens = fmt.max_new_tokens if cfg.max_new_tokens is None else cfg.max_new_tokens
         self.max_source_tokens = cfg.max_source_tokens or fmt.max_source_tokens
-        self.calibration = (Calibration(**json.loads(Path(cfg.calibration).read_text())) if cfg.calibration
+        self.calibration = (Calibration.load(cfg.calibration) if cfg.calibration
                             else Calibration(*fmt.calibration) if fmt.calibration else None)
         if cfg.ll_summary == "search" and fmt.multi_pair:
             raise ValueError(f"ll_summary='search' needs a one-pair-per-sequence format; {fmt.name!r} writes several "
@@ -98,24 +96,31 @@ class QualsScorer:
 
     # ------------------------------------------------------------------ public API
     def score(self, summaries: Sequence[str], sources: Sequence[str], return_qa_pairs: bool = False,
-              show_progress: bool | None = None) -> list[SummaryScore]:
+              show_progress: bool | None = None, ids: Sequence[int] | None = None) -> list[SummaryScore]:
         """QUALS of each summary against its source, in input order.
 
-        Invalid items (``None``, non-strings, empty or whitespace-only texts) get ``quals=None`` and an
+        Invalid items (``None``, non-strings, empty or whitespace-only texts) and texts the model cannot read (another
+        script, mostly unknown tokens: ``min_script_share``, ``max_unknown_share``) get ``quals=None`` and an
         ``error`` naming the problem; the other items are scored normally. Mismatched lengths raise.
         ``show_progress`` overrides the config for the bar over summaries (a caller drawing its own passes
         ``False``); sources long enough to need many windows get a bar of their own when the config shows progress.
+        ``ids`` number the items in errors and in ``SummaryScore.index`` (default ``0..n-1``; a caller scoring rows
+        of a larger file passes their row numbers).
         """
         summaries, sources = as_list(summaries, "summaries"), as_list(sources, "sources")
         if len(summaries) != len(sources):
             raise ValueError(f"Got {len(summaries)} summaries but {len(sources)} sources; they must pair up 1:1")
+        ids = list(range(len(summaries))) if ids is None else list(ids)
+        if len(ids) != len(summaries):
+            raise ValueError(f"Got {len(ids)} ids for {len(summaries)} summaries")
         results: list[SummaryScore | None] = [None] * len(summaries)
         valid = []
         for i, (summary, source) in enumerate(zip(summaries, sources, strict=True)):
-            error = (input_error(summary, "summary", i) or input_error(source, "source", i)
-                     or self._unreadable(summary, "summary", i) or self._unreadable(source, "source", i))
+            n = ids[i]
+            error = (input_error(summary, "summary", n) or input_error(source, "source", n)
+                     or self._unreadable(summary, "summary", n) or self._unreadable(source, "source", n))
             if error:
-                results[i] = SummaryScore(index=i, quals=None, error=error)
+                results[i] = SummaryScore(index=n, quals=None, error=error)
             else:
                 valid.append(i)
         chunk = max(1, self.config.max_batch_tokens // (self.num_groups * 32))
@@ -128,7 +133,7 @@ class QualsScorer:
                 selections = [self.select(generation) for generation in generations]
                 scored = self.score_pairs(generations, selections, [sources[i] for i in indices], return_qa_pairs)
                 for i, result in zip(indices, scored, strict=True):
-                    results[i] = dataclasses.replace(result, index=i, **self._decision(result.quals))
+                    results[i] = dataclasses.replace(result, index=ids[i])
                 bar.update(len(indices))
         return results
 
@@ -140,11 +145,11 @@ class QualsScorer:
         return unreadable_reason(text, what, index, self.format.scripts, cfg.min_script_share, tokenizer,
                                  cfg.max_unknown_share)
 
-    def _decision(self, quals: float | None) -> dict:
-        """``probability`` and ``consistent`` for a QUALS value (nothing without a calibration)."""
+    def _decision(self, quals: float | None) -> tuple[float | None, bool | None]:
+        """``probability`` and ``consistent`` for a QUALS value (``None`` without a calibration)."""
         if self.calibration is None:
-            return {}
-        return {"probability": self.calibration.probability(quals), "consistent": self.calibration.decide(quals)}
+            return None, None
+        return self.calibration.probability(quals), self.calibration.decide(quals)
 
     def quals(self, summaries: Sequence[str], sources: Sequence[str]) -> list[float | None]:
         """Just the scores (``None`` where nothing could be scored)."""
@@ -243,6 +248,7 @@ class QualsScorer:
                 summary_truncated=generations[i].summary_truncated,
                 error=None if pairs else "no QA pair survived filtering",
             )
+            result.probability, result.consistent = self._decision(result.quals)
             if return_qa_pairs:
                 result.pairs = sorted(pairs, key=lambda p: p.quals)
                 result.rejected = rejected

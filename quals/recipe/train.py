@@ -208,6 +208,7 @@ def train_qagen(config: TrainQAGenConfig) -> Path:
     fmt = format_from_folder(config.preset) or get_preset(config.preset)
     saved = {k: v for k, v in {"num_beam_groups": config.num_beam_groups, "max_new_tokens": config.max_new_tokens,
                                "min_new_tokens": config.min_new_tokens}.items() if v is not None}
+    preset_limit = fmt.max_source_tokens  # a causal LM scores with the preset's input limit, not the training cut
     fmt = fmt.replace(name=config.name or out.name, max_source_tokens=config.max_source_tokens, **saved)
     torch.manual_seed(config.seed)
     model, tokenizer = load_model_and_tokenizer(config, fmt)
@@ -257,6 +258,8 @@ def train_qagen(config: TrainQAGenConfig) -> Path:
     model = trainer.model.eval()
     if config.save_dtype in ("float16", "fp16"):
         model = model.half()
+    if causal:
+        fmt = fmt.replace(max_source_tokens=preset_limit)
     if lora:
         save_adapter(model, out, fmt)
     else:
