@@ -130,7 +130,8 @@ def test_ll_summary_read_from_the_search_equals_a_second_teacher_forced_pass(tra
     forced = QualsScorer(model=trained_qagen_path, device="cpu", show_progress=False, reuse_search_logprobs=False)
     for scorer in (reused, forced):
         count = scorer._token_logprobs
-        monkeypatch.setattr(scorer, "_token_logprobs", lambda jobs, *rest, count=count: rows.append(len(jobs)) or count(jobs, *rest))
+        monkeypatch.setattr(scorer, "_token_logprobs",
+                            lambda jobs, *rest, count=count: rows.append(len(jobs)) or count(jobs, *rest))
     a = reused.score(SUMMARIES, [SOURCE] * 4, return_qa_pairs=True)
     b = forced.score(SUMMARIES, [SOURCE] * 4, return_qa_pairs=True)
     num_pairs = sum(r.num_pairs for r in a)
