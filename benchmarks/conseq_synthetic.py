@@ -165,9 +165,9 @@ def main() -> None:
     for name, (scorer, positive_fraction, unlikelihood_tokens) in variants.items():
         conseq_args = ContrastiveTrainingArguments(
             **common_args(args.work_dir, name, args.conseq_epochs, args.conseq_lr, 16, args.seed),
-            num_candidates=args.num_candidates, generation_max_length=12, negative_fraction=0.3,
-            positive_fraction=positive_fraction, source_column="document", summary_column="summary",
-            unlikelihood_tokens=unlikelihood_tokens)
+            conseq_num_candidates=args.num_candidates, generation_max_length=12, conseq_negative_fraction=0.3,
+            conseq_positive_fraction=positive_fraction, conseq_source_column="document",
+            conseq_summary_column="summary", conseq_unlikelihood_tokens=unlikelihood_tokens)
         trainer = ContrastiveTrainer(model=copy.deepcopy(mle_model), args=conseq_args, train_dataset=train,
                                      processing_class=tokenizer, scorer=scorer)
         trainer.train()

@@ -74,11 +74,11 @@ def main() -> None:
         save_strategy="epoch", logging_steps=50, eval_strategy="epoch" if "validation" in data else "no",
         predict_with_generate=False, report_to="all",
         # CONSEQ (paper defaults spelled out)
-        num_candidates=cli.num_candidates, regenerate_every_epochs=cli.regenerate_every,
-        generation_kwargs={"do_sample": True, "top_k": 50, "min_new_tokens": 10, "max_new_tokens": 60},
-        negative_fraction=0.3, positive_fraction=0.3 if cli.scorer == "quals" else 1.0,
-        selection_mode="paired", loss_type="unlikelihood", loss_label_smoothing=0.1,
-        source_column="document", summary_column=cli.summary_field, id_column="id")
+        conseq_num_candidates=cli.num_candidates, conseq_regenerate_every_epochs=cli.regenerate_every,
+        conseq_generation_kwargs={"do_sample": True, "top_k": 50, "min_new_tokens": 10, "max_new_tokens": 60},
+        conseq_negative_fraction=0.3, conseq_positive_fraction=0.3 if cli.scorer == "quals" else 1.0,
+        conseq_selection_mode="paired", conseq_loss_type="unlikelihood", conseq_loss_label_smoothing=0.1,
+        conseq_source_column="document", conseq_summary_column=cli.summary_field, conseq_id_column="id")
 
     if cli.scorer == "quals":
         if not cli.qagen:

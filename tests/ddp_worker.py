@@ -27,7 +27,8 @@ def main(out: Path) -> None:
     args = ContrastiveTrainingArguments(
         output_dir=str(out / "run"), per_device_train_batch_size=2, num_train_epochs=2, learning_rate=1e-3,
         report_to="none", save_strategy="no", use_cpu=True, disable_tqdm=True, generation_max_length=8,
-        num_candidates=2, negative_fraction=0.6, positive_fraction=0.6, selection_mode="unpaired", logging_steps=1,
+        conseq_num_candidates=2, conseq_negative_fraction=0.6, conseq_positive_fraction=0.6,
+        conseq_selection_mode="unpaired", logging_steps=1,
         ddp_backend="gloo")
     trainer = ContrastiveTrainer(model=model, args=args, train_dataset=dataset, processing_class=tokenizer,
                                  scorer=scorer)

@@ -23,7 +23,8 @@ def make_args(tmp_path, **overrides):
     settings = {"output_dir": str(tmp_path / "out"), "per_device_train_batch_size": 4, "per_device_eval_batch_size": 8,
                 "num_train_epochs": 1, "learning_rate": 1e-3, "report_to": "none", "logging_steps": 1,
                 "save_strategy": "no", "use_cpu": True, "disable_tqdm": True, "generation_max_length": 10,
-                "num_candidates": 3, "negative_fraction": 1.0, "positive_fraction": 1.0, "seed": 0}
+                "conseq_num_candidates": 3, "conseq_negative_fraction": 1.0, "conseq_positive_fraction": 1.0,
+                "seed": 0}
     return ContrastiveTrainingArguments(**{**settings, **overrides})
 
 
@@ -77,7 +78,7 @@ class _RecordingScorer:
 def test_candidates_are_regenerated_at_epoch_boundaries(tmp_path, every, expected_epochs):
     scorer = _RecordingScorer()
     trainer = make_trainer(tmp_path, num_documents=8, scorer=scorer, num_train_epochs=3,
-                           regenerate_every_epochs=every)
+                           conseq_regenerate_every_epochs=every)
     snapshots = []
     original = trainer.regeneration_callback.regenerate
 
@@ -102,7 +103,7 @@ def test_candidates_are_regenerated_at_epoch_boundaries(tmp_path, every, expecte
 def test_text_columns_and_remove_unused_columns(tmp_path, remove_unused_columns):
     model, tokenizer, dataset = tiny_summarization_task(12, seed=1)
     args = make_args(tmp_path, max_steps=2, remove_unused_columns=remove_unused_columns,
-                     source_column="document", summary_column="summary")
+                     conseq_source_column="document", conseq_summary_column="summary")
     seen_sources = []
 
     def scorer(summaries, sources):
@@ -121,8 +122,8 @@ def test_text_columns_and_remove_unused_columns(tmp_path, remove_unused_columns)
 @pytest.mark.parametrize("skip", [True, False])
 def test_steps_without_training_documents_leave_the_weights_alone(tmp_path, skip):
     # round(0.05 * 8) = 0 documents selected: every batch is a zero-weight placeholder
-    trainer = make_trainer(tmp_path, num_documents=8, max_steps=2, negative_fraction=0.05, weight_decay=0.1,
-                           skip_empty_steps=skip)
+    trainer = make_trainer(tmp_path, num_documents=8, max_steps=2, conseq_negative_fraction=0.05, weight_decay=0.1,
+                           conseq_skip_empty_steps=skip)
     before = trainable(trainer)
     trainer.train()
     assert trainer.candidate_store.selection.document_ids == []
@@ -139,7 +140,7 @@ def test_dataset_without_id_column_gets_row_ids(tmp_path):
 
 
 def test_novel_unlikelihood_tokens_mask_only_tokens_absent_from_the_source(tmp_path):
-    trainer = make_trainer(tmp_path, num_documents=8, max_steps=1, unlikelihood_tokens="novel")
+    trainer = make_trainer(tmp_path, num_documents=8, max_steps=1, conseq_unlikelihood_tokens="novel")
     trainer.train()
     features = [{k: trainer.train_dataset[i][k] for k in ("id", "input_ids", "attention_mask", "labels")}
                 for i in range(4)]
@@ -153,7 +154,7 @@ def test_novel_unlikelihood_tokens_mask_only_tokens_absent_from_the_source(tmp_p
 
 
 def test_margin_rank_loss_trains_and_logs_its_parts(tmp_path):
-    trainer = make_trainer(tmp_path, num_documents=8, max_steps=2, loss_type="margin_rank")
+    trainer = make_trainer(tmp_path, num_documents=8, max_steps=2, conseq_loss_type="margin_rank")
     trainer.train()
     logs = train_logs(trainer)
     assert all("loss_rank" in h and "loss_mle" in h for h in logs)
@@ -254,7 +255,7 @@ def test_gradient_accumulation_matches_a_single_large_batch(tmp_path):
         trainer = make_trainer(tmp_path / f"{batch_size}x{accumulation}", num_documents=4, max_steps=1,
                                per_device_train_batch_size=batch_size, gradient_accumulation_steps=accumulation,
                                optim="sgd", learning_rate=1.0, max_grad_norm=0.0, lr_scheduler_type="constant",
-                               selection_mode="unpaired", candidates_file=path, num_candidates=2)
+                               conseq_selection_mode="unpaired", conseq_candidates_file=path, conseq_num_candidates=2)
         before = trainable(trainer)
         trainer.train()
         return {n: p.detach() - before[n] for n, p in trainer.model.named_parameters()}
@@ -275,8 +276,9 @@ def test_candidates_file_is_used_once_and_missing_scores_are_filled(tmp_path):
             f.write(json.dumps({"id": doc_id, "candidates": [summary, wrong], "candidate_scores": scores}) + "\n")
     scorer = _RecordingScorer()
     trainer = ContrastiveTrainer(
-        model=model, args=make_args(tmp_path, max_steps=2, candidates_file=str(path), regenerate_every_epochs=0,
-                                    num_candidates=2), train_dataset=dataset, processing_class=tokenizer,
+        model=model, args=make_args(tmp_path, max_steps=2, conseq_candidates_file=str(path),
+                                    conseq_regenerate_every_epochs=0, conseq_num_candidates=2),
+        train_dataset=dataset, processing_class=tokenizer,
         scorer=scorer)
     trainer.train()
     store = trainer.candidate_store
@@ -339,8 +341,8 @@ def test_quals_scorer_drives_selection_and_stays_off_the_optimizer(tmp_path, tra
     from quals import QualsScorer
 
     scorer = QualsScorer(model=trained_qagen_path, device="cpu", show_progress=False)
-    trainer = make_trainer(tmp_path, num_documents=8, scorer=scorer, max_steps=2, negative_fraction=0.5,
-                           positive_fraction=0.5)
+    trainer = make_trainer(tmp_path, num_documents=8, scorer=scorer, max_steps=2, conseq_negative_fraction=0.5,
+                           conseq_positive_fraction=0.5)
     trainer.train()
     store = trainer.candidate_store
     references = [doc.reference_score for doc in store.documents.values()]

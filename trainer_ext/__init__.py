@@ -1,7 +1,7 @@
 """CONSEQ training for Hugging Face seq2seq summarizers: ``ContrastiveTrainer`` is a drop-in ``Seq2SeqTrainer``.
 
 >>> from trainer_ext import ContrastiveTrainer, ContrastiveTrainingArguments          # doctest: +SKIP
->>> args = ContrastiveTrainingArguments(output_dir="out", num_candidates=6)            # doctest: +SKIP
+>>> args = ContrastiveTrainingArguments(output_dir="out", conseq_num_candidates=6)            # doctest: +SKIP
 >>> ContrastiveTrainer(model=model, args=args, train_dataset=train, processing_class=tokenizer,
 ...                    scorer=QualsScorer(model="qagen-folder")).train()                # doctest: +SKIP
 """

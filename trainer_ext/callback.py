@@ -35,7 +35,7 @@ class CandidateRegenerationCallback(TrainerCallback):
     def on_epoch_begin(self, args, state, control, **kwargs):
         epoch = int(state.epoch + 1e-6) if state.epoch else 0
         store = self.trainer.candidate_store
-        if self.needs_new_round(store, epoch, args.regenerate_every_epochs):
+        if self.needs_new_round(store, epoch, args.conseq_regenerate_every_epochs):
             self.regenerate(epoch)
         return control
 
@@ -48,12 +48,12 @@ class CandidateRegenerationCallback(TrainerCallback):
 
     # ------------------------------------------------------------------ one round
     def regenerate(self, epoch: int) -> dict[str, float]:
-        """Generate (or load, for the first round with ``candidates_file``), score, gather, select, log."""
+        """Generate (or load, for the first round with ``conseq_candidates_file``), score, gather, select, log."""
         trainer, args = self.trainer, self.trainer.args
         started = time.perf_counter()
         previous = trainer.candidate_store
-        if previous.epoch is None and args.candidates_file:
-            documents = self._load_file(args.candidates_file)
+        if previous.epoch is None and args.conseq_candidates_file:
+            documents = self._load_file(args.conseq_candidates_file)
             generation_seconds = 0.0
         else:
             documents, generation_seconds = self._generate_and_score(epoch, previous)
@@ -75,10 +75,11 @@ class CandidateRegenerationCallback(TrainerCallback):
 
     def select(self, store: CandidateStore) -> Selection:
         args = self.trainer.args
-        if args.loss_type != "unlikelihood":  # margin_rank ranks every scored candidate; no S+/S- split
-            return Selection(mode=args.selection_mode)
-        return select_contrastive_sets(*store.scores(), negative_fraction=args.negative_fraction,
-                                       positive_fraction=args.positive_fraction, mode=args.selection_mode)
+        if args.conseq_loss_type != "unlikelihood":  # margin_rank ranks every scored candidate; no S+/S- split
+            return Selection(mode=args.conseq_selection_mode)
+        return select_contrastive_sets(*store.scores(), negative_fraction=args.conseq_negative_fraction,
+                                       positive_fraction=args.conseq_positive_fraction,
+                                       mode=args.conseq_selection_mode)
 
     def _generate_and_score(self, epoch: int, previous: CandidateStore
                             ) -> tuple[dict[str, DocumentCandidates], float]:
@@ -101,7 +102,7 @@ class CandidateRegenerationCallback(TrainerCallback):
             torch.manual_seed(args.seed + 7919 * (previous.round + 1) + accelerator.process_index)
             candidate_ids = generate_candidates(
                 model, trainer.processing_class, inputs, generation_kwargs,
-                args.generation_batch_size or args.per_device_eval_batch_size, accelerator.device,
+                args.conseq_generation_batch_size or args.per_device_eval_batch_size, accelerator.device,
                 show_progress=accelerator.is_local_main_process and not args.disable_tqdm)
         generation_seconds = time.perf_counter() - started
         texts = [trainer.processing_class.batch_decode(ids, skip_special_tokens=True) for ids in candidate_ids]
@@ -141,7 +142,7 @@ class CandidateRegenerationCallback(TrainerCallback):
 
     def score_in_batches(self, summaries: list[str], sources: list[str], references: list[str]
                          ) -> list[float | None]:
-        size = self.trainer.args.scoring_batch_size
+        size = self.trainer.args.conseq_scoring_batch_size
         scores: list[float | None] = []
         for start in range(0, len(summaries), size):
             end = start + size

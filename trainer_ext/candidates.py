@@ -4,7 +4,7 @@ The store lives in the main process and is read by :class:`~trainer_ext.collator
 round replaces its content in place, so the training DataLoader (built once by the Trainer) sees the new
 candidates at the next epoch without being rebuilt.
 
-File format (``CandidateStore.save`` / ``load``, also accepted as ``candidates_file``): JSON lines, one document
+File format (``CandidateStore.save`` / ``load``, also accepted as ``conseq_candidates_file``): JSON lines, one document
 each: ``{"id": ..., "candidates": [str, ...], "candidate_ids": [[int, ...], ...]?, "candidate_scores": [...]?,
 "reference_score": ...?}``; a ``<name>.meta.json`` next to it keeps the round and epoch.
 """

@@ -3,7 +3,8 @@ so ``HfArgumentParser`` turns them into command-line flags).
 
 Defaults follow the paper (Nan et al., ACL 2021): 6 top-k(50) samples per document, S- = worst sample of the
 bottom 30 % of documents, S+ = references of the top 30 %, paired; label-smoothed (0.1) NLL + unlikelihood. The paper
-generates candidates once (``regenerate_every_epochs=0``); the default regenerates them every epoch (on-policy).
+generates candidates once (``conseq_regenerate_every_epochs=0``); the default regenerates them every epoch
+(on-policy).
 """
 
 from __future__ import annotations
@@ -22,102 +23,105 @@ PAPER_SAMPLING = {"do_sample": True, "top_k": 50, "top_p": 1.0, "temperature": 1
 class ContrastiveTrainingArguments(Seq2SeqTrainingArguments):
     """Arguments of :class:`~trainer_ext.ContrastiveTrainer` (all ``Seq2SeqTrainingArguments`` work as usual).
 
+    Every CONSEQ field starts with ``conseq_``, so that none collides with the arguments of an existing script
+    (``run_summarization.py`` has its own ``summary_column`` and ``text_column``) when ``HfArgumentParser`` parses
+    both; the rest of the name says what it sets:
+
     > Candidates
-    num_candidates, regenerate_every_epochs, candidates_file, generation_kwargs, generation_batch_size,
-    scoring_batch_size
+    conseq_num_candidates, conseq_regenerate_every_epochs, conseq_candidates_file, conseq_generation_kwargs,
+    conseq_generation_batch_size, conseq_scoring_batch_size
     > Dataset columns
-    id_column, source_column, summary_column
+    conseq_id_column, conseq_source_column, conseq_summary_column
     > Selection of S+ and S-
-    selection_mode, negative_fraction, positive_fraction
+    conseq_selection_mode, conseq_negative_fraction, conseq_positive_fraction
     > Loss
-    loss_type, loss_label_smoothing, stable_unlikelihood, unlikelihood_tokens, margin, length_penalty, rank_weight,
-    mle_weight, skip_empty_steps
+    conseq_loss_type, conseq_loss_label_smoothing, conseq_stable_unlikelihood, conseq_unlikelihood_tokens,
+    conseq_margin, conseq_length_penalty, conseq_rank_weight, conseq_mle_weight, conseq_skip_empty_steps
     > Scorer
-    metric_key, metric_kwargs
+    conseq_metric_key, conseq_metric_kwargs
     """
 
     # > Candidates
-    num_candidates: int = field(default=6, metadata={"help": "Candidate summaries sampled per training document "
-                                                             "(the paper: 6)."})
-    regenerate_every_epochs: int = field(default=1, metadata={
+    conseq_num_candidates: int = field(default=6, metadata={
+        "help": "Candidate summaries sampled per training document (the paper: 6)."})
+    conseq_regenerate_every_epochs: int = field(default=1, metadata={
         "help": "Regenerate and rescore candidates at the start of every N-th epoch; 0 = once before training (the "
                 "paper's offline mode)."})
-    candidates_file: str | None = field(default=None, metadata={
+    conseq_candidates_file: str | None = field(default=None, metadata={
         "help": "JSON-lines file of candidates to use for the first round instead of generating them (one object per "
                 "document: id, candidates, optional candidate_scores / reference_score; what a checkpoint saves)."})
-    generation_kwargs: dict[str, Any] | str | None = field(default=None, metadata={
+    conseq_generation_kwargs: dict[str, Any] | str | None = field(default=None, metadata={
         "help": "generate() kwargs for candidates (a dict or JSON string), merged over the paper's sampling "
                 f"{PAPER_SAMPLING}; max_new_tokens defaults to generation_max_length when set."})
-    generation_batch_size: int | None = field(default=None, metadata={
+    conseq_generation_batch_size: int | None = field(default=None, metadata={
         "help": "Documents per generate() call (None: per_device_eval_batch_size)."})
-    scoring_batch_size: int = field(default=256, metadata={"help": "Summaries per scorer call."})
+    conseq_scoring_batch_size: int = field(default=256, metadata={"help": "Summaries per scorer call."})
 
     # > Dataset columns
-    id_column: str = field(default="id", metadata={
+    conseq_id_column: str = field(default="id", metadata={
         "help": "Column with a unique example id; added as the row index when a datasets.Dataset lacks it."})
-    source_column: str | None = field(default=None, metadata={
+    conseq_source_column: str | None = field(default=None, metadata={
         "help": "Text column of the source document given to the scorer (None: decode input_ids)."})
-    summary_column: str | None = field(default=None, metadata={
+    conseq_summary_column: str | None = field(default=None, metadata={
         "help": "Text column of the reference summary given to the scorer (None: decode labels)."})
 
     # > Selection
-    selection_mode: Literal["paired", "unpaired"] = field(default="paired", metadata={
+    conseq_selection_mode: Literal["paired", "unpaired"] = field(default="paired", metadata={
         "help": "paired: documents in both S+ and S- (the paper); unpaired: S+ and S- as selected."})
-    negative_fraction: float = field(default=0.3, metadata={
+    conseq_negative_fraction: float = field(default=0.3, metadata={
         "help": "Share of documents whose worst candidate enters S- (lowest worst-candidate scores)."})
-    positive_fraction: float = field(default=0.3, metadata={
+    conseq_positive_fraction: float = field(default=0.3, metadata={
         "help": "Share of documents whose reference enters S+ (highest reference scores)."})
 
     # > Loss
-    loss_type: Literal["unlikelihood", "margin_rank"] = field(default="unlikelihood", metadata={
+    conseq_loss_type: Literal["unlikelihood", "margin_rank"] = field(default="unlikelihood", metadata={
         "help": "unlikelihood: the paper (NLL on S+, token unlikelihood on S-); margin_rank: BRIO-style ranking of "
                 "all scored candidates plus an MLE term on the reference."})
-    loss_label_smoothing: float = field(default=0.1, metadata={
+    conseq_loss_label_smoothing: float = field(default=0.1, metadata={
         "help": "Label smoothing epsilon of the NLL and unlikelihood terms (the paper: 0.1)."})
-    stable_unlikelihood: bool = field(default=True, metadata={
+    conseq_stable_unlikelihood: bool = field(default=True, metadata={
         "help": "Compute log(1 - p) stably (log1mexp); False uses the paper's log(clamp(1 - p, 1e-20))."})
-    unlikelihood_tokens: Literal["all", "novel"] = field(default="all", metadata={
+    conseq_unlikelihood_tokens: Literal["all", "novel"] = field(default="all", metadata={
         "help": "S- tokens that get the unlikelihood term: all (the paper) or novel, i.e. only tokens absent from "
                 "the source (spares the correct tokens a negative shares with its reference)."})
-    margin: float = field(default=0.001, metadata={"help": "margin_rank: margin per rank gap (BRIO: 0.001)."})
-    length_penalty: float = field(default=2.0, metadata={
+    conseq_margin: float = field(default=0.001, metadata={"help": "margin_rank: margin per rank gap (BRIO: 0.001)."})
+    conseq_length_penalty: float = field(default=2.0, metadata={
         "help": "margin_rank: sequence score = sum log p / length ** length_penalty (BRIO: 2.0)."})
-    rank_weight: float = field(default=10.0, metadata={"help": "margin_rank: weight of the ranking term."})
-    mle_weight: float = field(default=0.1, metadata={"help": "margin_rank: weight of the reference NLL term."})
+    conseq_rank_weight: float = field(default=10.0, metadata={"help": "margin_rank: weight of the ranking term."})
+    conseq_mle_weight: float = field(default=0.1, metadata={"help": "margin_rank: weight of the reference NLL term."})
 
-    skip_empty_steps: bool = field(default=True, metadata={
+    conseq_skip_empty_steps: bool = field(default=True, metadata={
         "help": "Skip the optimizer step when no document of the accumulated batch is in S+/S- (AdamW would still "
                 "move the weights through momentum and weight decay)."})
 
     # > Scorer
-    metric_key: str | None = field(default=None, metadata={
+    conseq_metric_key: str | None = field(default=None, metadata={
         "help": "For an evaluate-module scorer: the result key holding per-summary scores (e.g. 'quals')."})
-    metric_kwargs: dict[str, Any] | str | None = field(default=None, metadata={
+    conseq_metric_kwargs: dict[str, Any] | str | None = field(default=None, metadata={
         "help": "Extra compute() kwargs for an evaluate-module scorer (a dict or JSON string)."})
 
     def __post_init__(self):
         super().__post_init__()
-        if isinstance(self.generation_kwargs, str):
-            self.generation_kwargs = json.loads(self.generation_kwargs)
-        if isinstance(self.metric_kwargs, str):
-            self.metric_kwargs = json.loads(self.metric_kwargs)
-        if self.num_candidates < 1:
-            raise ValueError(f"num_candidates must be >= 1, got {self.num_candidates}")
-        if self.loss_type == "margin_rank" and self.num_candidates < 2:
-            raise ValueError("loss_type='margin_rank' ranks candidates: num_candidates must be >= 2")
-        if self.loss_type not in ("unlikelihood", "margin_rank"):
-            raise ValueError(f"loss_type must be 'unlikelihood' or 'margin_rank', got {self.loss_type!r}")
-        if self.unlikelihood_tokens not in ("all", "novel"):
-            raise ValueError(f"unlikelihood_tokens must be 'all' or 'novel', got {self.unlikelihood_tokens!r}")
-        if self.selection_mode not in ("paired", "unpaired"):
-            raise ValueError(f"selection_mode must be 'paired' or 'unpaired', got {self.selection_mode!r}")
-        if self.regenerate_every_epochs < 0:
-            raise ValueError("regenerate_every_epochs must be >= 0 (0 = generate once)")
-        for name in ("negative_fraction", "positive_fraction"):
+        if isinstance(self.conseq_generation_kwargs, str):
+            self.conseq_generation_kwargs = json.loads(self.conseq_generation_kwargs)
+        if isinstance(self.conseq_metric_kwargs, str):
+            self.conseq_metric_kwargs = json.loads(self.conseq_metric_kwargs)
+        if self.conseq_num_candidates < 1:
+            raise ValueError(f"conseq_num_candidates must be >= 1, got {self.conseq_num_candidates}")
+        if self.conseq_loss_type == "margin_rank" and self.conseq_num_candidates < 2:
+            raise ValueError("conseq_loss_type='margin_rank' ranks candidates: conseq_num_candidates must be >= 2")
+        for name, allowed in (("conseq_loss_type", ("unlikelihood", "margin_rank")),
+                              ("conseq_unlikelihood_tokens", ("all", "novel")),
+                              ("conseq_selection_mode", ("paired", "unpaired"))):
+            if getattr(self, name) not in allowed:
+                raise ValueError(f"{name} must be one of {', '.join(map(repr, allowed))}, got {getattr(self, name)!r}")
+        if self.conseq_regenerate_every_epochs < 0:
+            raise ValueError("conseq_regenerate_every_epochs must be >= 0 (0 = generate once)")
+        for name in ("conseq_negative_fraction", "conseq_positive_fraction"):
             if not 0.0 < getattr(self, name) <= 1.0:
                 raise ValueError(f"{name} must be in (0, 1], got {getattr(self, name)}")
-        if not 0.0 <= self.loss_label_smoothing < 1.0:
-            raise ValueError(f"loss_label_smoothing must be in [0, 1), got {self.loss_label_smoothing}")
+        if not 0.0 <= self.conseq_loss_label_smoothing < 1.0:
+            raise ValueError(f"conseq_loss_label_smoothing must be in [0, 1), got {self.conseq_loss_label_smoothing}")
         if self.dataloader_persistent_workers and self.dataloader_num_workers > 0:
             raise ValueError("dataloader_persistent_workers=True would keep workers holding stale candidates after "
                              "each regeneration; use dataloader_persistent_workers=False (workers then re-fork each "
@@ -128,6 +132,6 @@ class ContrastiveTrainingArguments(Seq2SeqTrainingArguments):
         kwargs = dict(PAPER_SAMPLING)
         if self.generation_max_length is not None:
             kwargs["max_new_tokens"] = self.generation_max_length
-        kwargs.update(self.generation_kwargs or {})
-        kwargs["num_return_sequences"] = self.num_candidates
+        kwargs.update(self.conseq_generation_kwargs or {})
+        kwargs["num_return_sequences"] = self.conseq_num_candidates
         return kwargs

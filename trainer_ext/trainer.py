@@ -2,7 +2,8 @@
 
 Swap the class and the arguments of an existing ``Seq2SeqTrainer`` script and pass a scorer::
 
-    args = ContrastiveTrainingArguments(output_dir="out", num_candidates=6, learning_rate=3e-6, num_train_epochs=2)
+    args = ContrastiveTrainingArguments(output_dir="out", conseq_num_candidates=6, learning_rate=3e-6,
+                                        num_train_epochs=2)
     trainer = ContrastiveTrainer(model=model, args=args, train_dataset=train, eval_dataset=val,
                                  processing_class=tokenizer, scorer=QualsScorer(model="qagen"),
                                  peft_config=LoraConfig(task_type="SEQ_2_SEQ_LM"))   # optional
@@ -37,7 +38,7 @@ from trainer_ext.callback import CandidateRegenerationCallback
 from trainer_ext.candidates import STORE_FILE, CandidateStore
 from trainer_ext.collator import ContrastiveCollator
 from trainer_ext.config import ContrastiveTrainingArguments
-from trainer_ext.data import DropColumnsCollator, example_ids, with_example_ids
+from trainer_ext.data import DropColumnsCollator, check_text_columns, example_ids, with_example_ids
 from trainer_ext.losses import (
     IGNORE_INDEX,
     margin_rank_counts,
@@ -72,15 +73,16 @@ class ContrastiveTrainer(Seq2SeqTrainer):
                             f"CONSEQ settings), got {type(args).__name__}")
         if processing_class is None:
             raise ValueError("ContrastiveTrainer needs processing_class= (the tokenizer) to pad, generate and decode")
-        if train_dataset is None:
-            raise ValueError("ContrastiveTrainer needs a train_dataset (candidates are generated for it)")
         if isinstance(model, str):
             model = AutoModelForSeq2SeqLM.from_pretrained(model, use_safetensors=True)  # never unpickle weights
         if peft_config is not None:
             model = apply_peft(model, peft_config, training_args_checkpointing(args)[0])
-        train_dataset = with_example_ids(train_dataset, args.id_column)
+        if train_dataset is not None:  # evaluation- or prediction-only runs need none, as with Seq2SeqTrainer
+            train_dataset = with_example_ids(train_dataset, args.conseq_id_column)
+            check_text_columns(train_dataset, {"conseq_source_column": args.conseq_source_column,
+                                               "conseq_summary_column": args.conseq_summary_column})
         base_collator = data_collator or DataCollatorForSeq2Seq(processing_class, model=model)
-        extra_columns = {args.id_column, args.source_column, args.summary_column} - {None}
+        extra_columns = {args.conseq_id_column, args.conseq_source_column, args.conseq_summary_column} - {None}
         super().__init__(model=model, args=args, train_dataset=train_dataset,
                          data_collator=DropColumnsCollator(base_collator, extra_columns),
                          processing_class=processing_class, **kwargs)
@@ -88,12 +90,13 @@ class ContrastiveTrainer(Seq2SeqTrainer):
             raise ValueError("ContrastiveTrainer does not support torch.nn.DataParallel (several GPUs in one "
                              "process); launch with torchrun or accelerate launch (DDP) instead")
         self.model_accepts_loss_kwargs = False  # we call the model ourselves; never pass num_items_in_batch to it
-        self.example_ids = example_ids(self.train_dataset, args.id_column)
-        self.score_function = as_score_function(scorer, args.metric_key, args.metric_kwargs)
+        self.example_ids = [] if train_dataset is None else example_ids(self.train_dataset, args.conseq_id_column)
+        self.score_function = as_score_function(scorer, args.conseq_metric_key, args.conseq_metric_kwargs)
         self.candidate_store = CandidateStore()
         self.contrastive_collator = ContrastiveCollator(
-            self.candidate_store, processing_class, args.id_column, args.loss_type, args.num_candidates,
-            getattr(base_collator, "pad_to_multiple_of", None), args.unlikelihood_tokens)
+            self.candidate_store, processing_class, args.conseq_id_column, args.conseq_loss_type,
+            args.conseq_num_candidates, getattr(base_collator, "pad_to_multiple_of", None),
+            args.conseq_unlikelihood_tokens)
         self.regeneration_callback = CandidateRegenerationCallback(trainer=self)
         self.add_callback(self.regeneration_callback)
         self._loss_components: dict[str, list[float]] = defaultdict(list)
@@ -105,8 +108,8 @@ class ContrastiveTrainer(Seq2SeqTrainer):
     def _set_signature_columns_if_needed(self):
         """Keep the id column when ``remove_unused_columns=True`` (the collator looks candidates up by id)."""
         super()._set_signature_columns_if_needed()
-        if self.args.id_column not in self._signature_columns:
-            self._signature_columns.append(self.args.id_column)
+        if self.args.conseq_id_column not in self._signature_columns:
+            self._signature_columns.append(self.args.conseq_id_column)
 
     def get_train_dataloader(self):
         """The stock training DataLoader, built with the contrastive collator instead of the evaluation one."""
@@ -124,9 +127,9 @@ class ContrastiveTrainer(Seq2SeqTrainer):
             row = self.train_dataset[position]
             input_ids = list(row["input_ids"])
             inputs.append(input_ids)
-            sources.append(row[args.source_column] if args.source_column else
+            sources.append(row[args.conseq_source_column] if args.conseq_source_column else
                            tokenizer.decode(input_ids, skip_special_tokens=True))
-            references.append(row[args.summary_column] if args.summary_column else tokenizer.decode(
+            references.append(row[args.conseq_summary_column] if args.conseq_summary_column else tokenizer.decode(
                 [t for t in row["labels"] if t != IGNORE_INDEX], skip_special_tokens=True))
         return inputs, sources, references
 
@@ -137,7 +140,7 @@ class ContrastiveTrainer(Seq2SeqTrainer):
         trains on S+/S- documents only, so these steps do not exist there (``skip_empty_steps=False`` keeps them).
         """
         optimizer = super().create_optimizer(model)
-        if self.args.skip_empty_steps and not getattr(optimizer, "_conseq_skips_empty_steps", False):
+        if self.args.conseq_skip_empty_steps and not getattr(optimizer, "_conseq_skips_empty_steps", False):
             step = optimizer.step
 
             def step_unless_empty(*args, **kwargs):
@@ -168,7 +171,7 @@ class ContrastiveTrainer(Seq2SeqTrainer):
         return {"counts": dict(zip(names, counts, strict=True)), "num_processes": world}
 
     def _batch_counts(self, batch) -> dict[str, torch.Tensor]:
-        if self.args.loss_type == "unlikelihood":
+        if self.args.conseq_loss_type == "unlikelihood":
             return unlikelihood_counts(batch["labels"], batch["row_weight"])
         return margin_rank_counts(batch["labels"], batch["is_reference"], batch["candidate_mask"])
 
@@ -182,14 +185,15 @@ class ContrastiveTrainer(Seq2SeqTrainer):
                                       inputs["attention_mask"], inputs["row_document"], decoder_input_ids)
         log_probs = logits.float().log_softmax(-1)  # [R, T, V]
         args = self.args
-        if args.loss_type == "unlikelihood":
+        if args.conseq_loss_type == "unlikelihood":
             parts = unlikelihood_loss(log_probs, labels, inputs["is_negative"], inputs["row_weight"],
-                                      args.loss_label_smoothing, args.stable_unlikelihood,
+                                      args.conseq_loss_label_smoothing, args.conseq_stable_unlikelihood,
                                       inputs.get("negative_token_mask"))
         else:
             parts = margin_rank_mle_loss(log_probs, labels, inputs["is_reference"], inputs["candidate_index"],
-                                         inputs["candidate_mask"], args.margin, args.length_penalty,
-                                         args.rank_weight, args.mle_weight, args.loss_label_smoothing)
+                                         inputs["candidate_mask"], args.conseq_margin, args.conseq_length_penalty,
+                                         args.conseq_rank_weight, args.conseq_mle_weight,
+                                         args.conseq_loss_label_smoothing)
         scale = 1
         counts = None
         if isinstance(num_items_in_batch, dict):
