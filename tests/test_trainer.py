@@ -351,3 +351,21 @@ def test_quals_scorer_drives_selection_and_stays_off_the_optimizer(tmp_path, tra
     qagen_params = {id(p) for p in scorer.qagen.model.parameters()}
     optimized = {id(p) for group in trainer.optimizer.param_groups for p in group["params"]}
     assert not qagen_params & optimized
+
+
+def test_a_round_that_selects_nothing_warns_with_the_cause(tmp_path):
+    def unscored(summaries, sources):
+        return [None] * len(summaries)
+
+    with pytest.warns(UserWarning, match=r"selected no document: S\+ and S- are empty.*0 of 8 documents have a "
+                                         r"scored candidate"):
+        make_trainer(tmp_path, scorer=unscored, max_steps=1).train()
+
+
+def test_a_multi_process_launch_that_trains_as_one_process_is_refused(tmp_path, monkeypatch):
+    model, tokenizer, dataset = tiny_summarization_task(4)
+    args = make_args(tmp_path)
+    monkeypatch.setenv("WORLD_SIZE", "2")  # torchrun --nproc_per_node 2 on CPU without --use_cpu
+    with pytest.raises(ValueError, match=r"launched as one of 2 .* each would train alone .* --use_cpu"):
+        ContrastiveTrainer(model=model, args=args, train_dataset=dataset, processing_class=tokenizer,
+                           scorer=word_overlap_scorer)

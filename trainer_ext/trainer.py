@@ -86,6 +86,12 @@ class ContrastiveTrainer(Seq2SeqTrainer):
         super().__init__(model=model, args=args, train_dataset=train_dataset,
                          data_collator=DropColumnsCollator(base_collator, extra_columns),
                          processing_class=processing_class, **kwargs)
+        launched = int(os.environ.get("WORLD_SIZE", "1"))
+        if launched > 1 and self.args.world_size == 1:
+            raise ValueError(f"This process was launched as one of {launched} (WORLD_SIZE={launched}), but the "
+                             "training arguments see a single process, so each would train alone into the same "
+                             "output_dir. On CPU pass --use_cpu (the gloo backend); on GPUs check that every process "
+                             "sees its device.")
         if self.args.n_gpu > 1:
             raise ValueError("ContrastiveTrainer does not support torch.nn.DataParallel (several GPUs in one "
                              "process); launch with torchrun or accelerate launch (DDP) instead")
