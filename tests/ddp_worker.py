@@ -39,7 +39,9 @@ def main(out: Path) -> None:
               "positives": store.selection.positives, "negatives": store.selection.negatives,
               "candidates": {d: c.texts for d, c in store.documents.items()}, "rounds": store.round,
               "scored_locally": len(scored), "parameters": checksum.hexdigest(),
-              "losses": [h["loss"] for h in trainer.state.log_history if "loss" in h]}
+              "losses": [h["loss"] for h in trainer.state.log_history if "loss" in h],
+              "loss_parts": [h["loss_positive"] + h["loss_negative"] for h in trainer.state.log_history
+                             if "loss" in h]}
     (out / f"rank{record['rank']}.json").write_text(json.dumps(record))
 
 

@@ -39,3 +39,6 @@ def test_two_process_run_builds_identical_sets_on_both_ranks(tmp_path):
     assert first["scored_locally"] == second["scored_locally"] == 2 * 5 * 2 + 5
     assert first["parameters"] == second["parameters"]  # DDP kept the replicas in sync
     assert first["losses"] and first["losses"] == pytest.approx(second["losses"])
+    # the logged parts are averaged over ranks like the loss, so they add up to it (rank 0's alone would not)
+    assert first["loss_parts"] == pytest.approx(first["losses"], rel=1e-4, abs=1e-6)
+    assert second["loss_parts"] == pytest.approx(first["loss_parts"])

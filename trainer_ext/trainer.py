@@ -224,11 +224,19 @@ class ContrastiveTrainer(Seq2SeqTrainer):
         return outputs.logits  # [R, T, V]
 
     def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
-        """Add the loss components (this rank's values, averaged per optimizer step) to training logs."""
+        """Add the loss components (averaged per optimizer step, and over ranks like ``loss``) to training logs.
+
+        Every rank calls ``log`` at the same steps with the same component names, so the mean over ranks is one
+        collective call; with it the logged components add up to the logged ``loss`` under DDP too.
+        """
         if "loss" in logs and self._loss_components:
             steps = max(self.state.global_step - self._components_logged_at, 1)
-            for name, values in self._loss_components.items():
-                logs[name] = sum(values) / steps
+            names = sorted(self._loss_components)
+            values = torch.tensor([sum(self._loss_components[n]) / steps for n in names],
+                                  device=self.args.device)  # [num_components]
+            if self.args.world_size > 1:
+                values = self.accelerator.reduce(values, reduction="mean")
+            logs.update({name: float(value) for name, value in zip(names, values.tolist(), strict=True)})
             self._loss_components.clear()
             self._components_logged_at = self.state.global_step
         super().log(logs, start_time)
