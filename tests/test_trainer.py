@@ -146,7 +146,8 @@ def test_novel_unlikelihood_tokens_mask_only_tokens_absent_from_the_source(tmp_p
                 for i in range(4)]
     batch = trainer.contrastive_collator(features)
     for row in range(batch["labels"].size(0)):
-        source = set(batch["input_ids"][batch["row_document"][row]].tolist())
+        document = batch["row_document"][row]
+        source = set(batch["input_ids"][document][batch["attention_mask"][document].bool()].tolist())  # no padding
         for token, masked in zip(batch["labels"][row].tolist(), batch["negative_token_mask"][row].tolist(),
                                  strict=True):
             expected = bool(batch["is_negative"][row]) and token != -100 and token not in source

@@ -19,6 +19,7 @@ from transformers import TrainerCallback
 
 from trainer_ext._compat import generation_mode, needs_synced_generation, training_args_checkpointing
 from trainer_ext.candidates import CandidateStore, DocumentCandidates, generate_candidates
+from trainer_ext.sampling import row_seed
 from trainer_ext.selection import Selection, is_score, score_statistics, select_contrastive_sets
 
 
@@ -118,10 +119,12 @@ class CandidateRegenerationCallback(TrainerCallback):
         with generation_mode(model, checkpointing_kwargs), torch.random.fork_rng(devices=devices):
             # seeded per round, and forked so that sampling does not move the training RNG
             torch.manual_seed(args.seed + 7919 * (previous.round + 1) + accelerator.process_index)
+            seeds = [[row_seed(args.seed, previous.round + 1, trainer.example_ids[p], k)
+                      for k in range(args.conseq_num_candidates)] for p in positions]
             candidate_ids = generate_candidates(
                 model, trainer.processing_class, inputs, generation_kwargs,
                 args.conseq_generation_batch_size or args.per_device_eval_batch_size, accelerator.device,
-                show_progress=accelerator.is_local_main_process and not args.disable_tqdm)
+                show_progress=accelerator.is_local_main_process and not args.disable_tqdm, seeds=seeds)
         generation_seconds = time.perf_counter() - started
         texts = [trainer.processing_class.batch_decode(ids, skip_special_tokens=True) for ids in candidate_ids]
 

@@ -19,6 +19,7 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
+from trainer_ext.sampling import seedable, seeded_sampling_kwargs
 from trainer_ext.selection import Selection
 
 
@@ -121,21 +122,32 @@ def strip_generated(sequence: Sequence[int], eos_token_id: int | None, pad_token
 
 @torch.no_grad()
 def generate_candidates(model, tokenizer, sources: list[list[int]], generation_kwargs: dict, batch_size: int,
-                        device: torch.device, show_progress: bool = True) -> list[list[list[int]]]:
+                        device: torch.device, show_progress: bool = True,
+                        seeds: list[list[int]] | None = None) -> list[list[list[int]]]:
     """K candidates (label ids) for each tokenized source, with ``model.generate`` in batches.
 
     ``sources``: input ids per document -> ``[document][candidate] -> ids``; K is
-    ``generation_kwargs["num_return_sequences"]``. The caller puts the model in generation mode.
+    ``generation_kwargs["num_return_sequences"]``. With ``seeds`` (``[document][candidate]``, see
+    ``trainer_ext.sampling``) and plain sampling kwargs, each candidate is drawn from its own generator, so the
+    candidates of a document do not depend on ``batch_size`` or on the documents batched with it. The caller puts
+    the model in generation mode.
     """
     num_return = generation_kwargs.get("num_return_sequences", 1)
+    seeded = seeds is not None and seedable(generation_kwargs)
     eos_id, pad_id = tokenizer.eos_token_id, tokenizer.pad_token_id
     out: list[list[list[int]]] = []
     for start in tqdm(range(0, len(sources), batch_size), desc="CONSEQ candidates", unit="batch",
                       disable=not show_progress):
-        chunk = [{"input_ids": ids} for ids in sources[start: start + batch_size]]
+        documents = sources[start: start + batch_size]
+        if seeded:  # one row per (document, candidate), each with its own generator
+            chunk = [{"input_ids": ids} for ids in documents for _ in range(num_return)]
+            kwargs = seeded_sampling_kwargs(generation_kwargs, [s for row in seeds[start: start + batch_size]
+                                                                for s in row])
+        else:
+            chunk, kwargs = [{"input_ids": ids} for ids in documents], generation_kwargs
         batch = tokenizer.pad(chunk, return_tensors="pt").to(device)
         sequences = model.generate(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
-                                   **generation_kwargs)  # [B * K, L], decoder start token first
+                                   **kwargs)  # [B * K, L], decoder start token first
         rows = [strip_generated(row, eos_id, pad_id) for row in sequences.tolist()]
         out.extend(rows[i: i + num_return] for i in range(0, len(rows), num_return))
     return out
