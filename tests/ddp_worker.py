@@ -41,7 +41,8 @@ def main(out: Path) -> None:
               "scored_locally": len(scored), "parameters": checksum.hexdigest(),
               "losses": [h["loss"] for h in trainer.state.log_history if "loss" in h],
               "loss_parts": [h["loss_positive"] + h["loss_negative"] for h in trainer.state.log_history
-                             if "loss" in h]}
+                             if "loss" in h],
+              "margins": [h.get("logps_margin") for h in trainer.state.log_history if "loss" in h]}
     (out / f"rank{record['rank']}.json").write_text(json.dumps(record))
 
 

@@ -60,6 +60,18 @@ def test_three_steps_change_every_trainable_parameter_and_log_both_loss_parts(tm
         assert h["loss"] == pytest.approx(h["loss_positive"] + h["loss_negative"], rel=1e-4)
     round_log = next(h for h in trainer.state.log_history if "conseq/num_positives" in h)
     assert round_log["conseq/num_positives"] == 12 and "conseq/regeneration_seconds" in round_log
+    assert round_log["conseq/selected_share"] == 1.0
+
+
+def test_logs_carry_the_log_probs_of_the_positive_and_negative_rows_and_their_margin(tmp_path):
+    trainer = make_trainer(tmp_path, num_documents=8, max_steps=4, learning_rate=3e-3)
+    trainer.train()
+    logs = train_logs(trainer)
+    for h in logs:
+        assert h["logps_positive"] < 0 and h["logps_negative"] < 0
+        assert h["logps_margin"] == pytest.approx(h["logps_positive"] - h["logps_negative"])
+    # training raises the references' likelihood and lowers the negatives': the margin grows
+    assert logs[-1]["logps_margin"] > logs[0]["logps_margin"]
 
 
 class _RecordingScorer:

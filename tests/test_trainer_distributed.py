@@ -42,3 +42,4 @@ def test_two_process_run_builds_identical_sets_on_both_ranks(tmp_path):
     # the logged parts are averaged over ranks like the loss, so they add up to it (rank 0's alone would not)
     assert first["loss_parts"] == pytest.approx(first["losses"], rel=1e-4, abs=1e-6)
     assert second["loss_parts"] == pytest.approx(first["loss_parts"])
+    assert None not in first["margins"] and first["margins"] == pytest.approx(second["margins"])  # gathered

@@ -67,6 +67,7 @@ class CandidateRegenerationCallback(TrainerCallback):
                  "conseq/regeneration_seconds": time.perf_counter() - started,
                  "conseq/num_positives": float(len(store.selection.positives)),
                  "conseq/num_negatives": float(len(store.selection.negatives)),
+                 "conseq/selected_share": len(store.selection.document_ids) / max(len(store.documents), 1),
                  **{f"conseq/{k}": v for k, v in score_statistics(*store.scores()).items()}}
         store.history.append({"epoch": epoch, **stats})
         logger.info("CONSEQ round %d (epoch %d): |S+|=%d |S-|=%d in %.1fs", store.round, epoch,

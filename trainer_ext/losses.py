@@ -46,6 +46,7 @@ class LossParts:
     terms: dict[str, tuple[torch.Tensor, str]] = field(default_factory=dict)
     counts: dict[str, torch.Tensor] = field(default_factory=dict)
     weights: dict[str, float] = field(default_factory=dict)
+    stats: dict[str, float] = field(default_factory=dict)  # monitoring only (e.g. mean log-prob of S+ rows)
 
     def combine(self, counts: dict[str, torch.Tensor | float] | None = None) -> tuple[torch.Tensor, dict[str, float]]:
         """Weighted sum of ``term_sum / count``; ``counts`` defaults to the local ones. Returns (loss, components)."""
@@ -141,8 +142,18 @@ def unlikelihood_loss(log_probs: torch.Tensor, labels: torch.Tensor, is_negative
         labels_neg = labels_neg.masked_fill(~negative_token_mask.bool(), IGNORE_INDEX)
     positive_sum = (label_smoothed_token_losses(log_probs, labels_pos, epsilon) * weight).sum()
     negative_sum = (label_smoothed_token_losses(log_probs, labels_neg, epsilon, True, stable) * weight).sum()
+    logps, active = sequence_logps(log_probs, labels), row_weight.bool()  # [R], [R]
+    stats = {f"logps_{name}": float(logps[rows & active].mean()) for name, rows in
+             (("positive", ~negative), ("negative", negative)) if bool((rows & active).any())}
     return LossParts(terms={"positive": (positive_sum, "tokens"), "negative": (negative_sum, "tokens")},
-                     counts=unlikelihood_counts(labels, row_weight))
+                     counts=unlikelihood_counts(labels, row_weight), stats=stats)
+
+
+def sequence_logps(log_probs: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Summed log-probability of each row's target (``[R,T,V]``, ``[R,T]`` -> ``[R]``, detached; pads skipped)."""
+    mask = labels.ne(IGNORE_INDEX)
+    picked = log_probs.detach().gather(-1, labels.clamp(min=0).unsqueeze(-1)).squeeze(-1)  # [R, T]
+    return (picked * mask).sum(-1)
 
 
 def unlikelihood_counts(labels: torch.Tensor, row_weight: torch.Tensor) -> dict[str, torch.Tensor]:

@@ -24,6 +24,7 @@ launchers and logging integrations behave as usual):
 from __future__ import annotations
 
 import copy
+import math
 import os
 from collections import defaultdict
 from typing import ClassVar
@@ -106,6 +107,7 @@ class ContrastiveTrainer(Seq2SeqTrainer):
         self.regeneration_callback = CandidateRegenerationCallback(trainer=self)
         self.add_callback(self.regeneration_callback)
         self._loss_components: dict[str, list[float]] = defaultdict(list)
+        self._loss_stats: dict[str, list[float]] = defaultdict(list)
         self._components_logged_at = 0
         self._accumulated_batch_is_empty = False
         self.empty_steps_skipped = 0
@@ -211,6 +213,8 @@ class ContrastiveTrainer(Seq2SeqTrainer):
         loss = loss * scale  # DDP averages gradients over ranks; the counts were summed over ranks
         for name, value in components.items():
             self._loss_components[f"loss_{name}"].append(value * scale)
+        for name, value in parts.stats.items():
+            self._loss_stats[name].append(value)
         return (loss, {"logits": logits}) if return_outputs else loss
 
     def _row_logits(self, model, input_ids, attention_mask, row_document, decoder_input_ids) -> torch.Tensor:
@@ -224,22 +228,37 @@ class ContrastiveTrainer(Seq2SeqTrainer):
         return outputs.logits  # [R, T, V]
 
     def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
-        """Add the loss components (averaged per optimizer step, and over ranks like ``loss``) to training logs.
+        """Add the loss components and the log-prob statistics to training logs, gathered over ranks.
 
-        Every rank calls ``log`` at the same steps with the same component names, so the mean over ranks is one
-        collective call; with it the logged components add up to the logged ``loss`` under DDP too.
+        Components (``loss_positive``, ...) are averaged per optimizer step and over ranks like ``loss``, so they
+        add up to it under DDP too. Statistics (``logps_positive``/``logps_negative``: mean summed log-prob of
+        the S+/S- rows of the micro-batches since the last log, and ``logps_margin``, their difference) are
+        averaged over the micro-batches that had such rows, on every rank. Every rank calls ``log`` at the same
+        steps, so the gathering is one collective call.
         """
         if "loss" in logs and self._loss_components:
             steps = max(self.state.global_step - self._components_logged_at, 1)
-            names = sorted(self._loss_components)
-            values = torch.tensor([sum(self._loss_components[n]) / steps for n in names],
-                                  device=self.args.device)  # [num_components]
+            components, stats = sorted(self._loss_components), self.loss_stat_names()
+            local = [sum(self._loss_components[n]) / steps for n in components] + [
+                sum(self._loss_stats[n]) / len(self._loss_stats[n]) if self._loss_stats[n] else float("nan")
+                for n in stats]
+            values = torch.tensor(local, device=self.args.device).unsqueeze(0)  # [1, components + stats]
             if self.args.world_size > 1:
-                values = self.accelerator.reduce(values, reduction="mean")
-            logs.update({name: float(value) for name, value in zip(names, values.tolist(), strict=True)})
+                values = self.accelerator.gather(values)  # [world, components + stats]
+            merged = values.nanmean(0).tolist()
+            logs.update(dict(zip(components, merged[: len(components)], strict=True)))
+            logs.update({name: value for name, value in zip(stats, merged[len(components):], strict=True)
+                         if not math.isnan(value)})  # NaN: no such rows anywhere since the last log
+            if "logps_positive" in logs and "logps_negative" in logs:
+                logs["logps_margin"] = logs["logps_positive"] - logs["logps_negative"]
             self._loss_components.clear()
+            self._loss_stats.clear()
             self._components_logged_at = self.state.global_step
         super().log(logs, start_time)
+
+    def loss_stat_names(self) -> list[str]:
+        """The statistics every rank reports (the same list on all ranks, for the gather)."""
+        return ["logps_negative", "logps_positive"] if self.args.conseq_loss_type == "unlikelihood" else []
 
     # ------------------------------------------------------------------ checkpoints
     def _save_checkpoint(self, model, trial):
