@@ -191,3 +191,20 @@ def test_negative_token_mask_limits_the_penalty_but_not_the_normalizer():
     assert int(novel_only.counts["tokens"]) == int(everything.counts["tokens"]) == 2
     assert novel_only.combine()[0].item() == pytest.approx(-math.log(1 - 0.6) / 2, rel=1e-5)
     assert everything.combine()[0].item() == pytest.approx((-math.log(1 - 0.4) - math.log(1 - 0.6)) / 2, rel=1e-5)
+
+
+def test_pairwise_loss_is_the_logistic_loss_of_the_mean_log_prob_gap():
+    from trainer_ext.objectives import PairwiseLogistic
+
+    probs = [[[0.6, 0.4], [0.7, 0.3]], [[0.2, 0.8], [0.5, 0.5]]]  # row 0: S+ of document 0, row 1: its S-
+    log_probs = torch.log(torch.tensor(probs))
+    batch = {"input_ids": torch.zeros(1, 3, dtype=torch.long), "labels": torch.tensor([[0, 0], [0, 1]]),
+             "row_document": torch.tensor([0, 0]), "row_weight": torch.tensor([1.0, 1.0]),
+             "is_negative": torch.tensor([False, True])}
+    objective = PairwiseLogistic(beta=2.0, gamma=0.5)
+    loss, _ = objective.loss(log_probs, batch).combine()
+    positive, negative = (math.log(0.6) + math.log(0.7)) / 2, (math.log(0.2) + math.log(0.5)) / 2
+    assert loss.item() == pytest.approx(math.log1p(math.exp(-(2.0 * (positive - negative) - 0.5))), rel=1e-5)
+    assert objective.counts(batch) == {"pairs": 1}
+    batch["row_weight"] = torch.tensor([1.0, 0.0])  # an unpaired document contributes nothing
+    assert objective.counts(batch) == {"pairs": 0} and objective.loss(log_probs, batch).combine()[0].item() == 0

@@ -382,3 +382,42 @@ def test_a_multi_process_launch_that_trains_as_one_process_is_refused(tmp_path, 
     with pytest.raises(ValueError, match=r"launched as one of 2 .* each would train alone .* --use_cpu"):
         ContrastiveTrainer(model=model, args=args, train_dataset=dataset, processing_class=tokenizer,
                            scorer=word_overlap_scorer)
+
+
+def test_pairwise_objective_widens_the_gap_between_reference_and_worst_candidate(tmp_path):
+    trainer = make_trainer(tmp_path, num_documents=8, max_steps=4, learning_rate=3e-3, conseq_loss_type="pairwise")
+    trainer.train()
+    logs = train_logs(trainer)
+    assert all(h["loss"] == pytest.approx(h["loss_pairwise"], rel=1e-4) and h["loss"] > 0 for h in logs)
+    assert logs[-1]["logps_margin"] > logs[0]["logps_margin"]
+
+
+def test_a_new_objective_is_one_class_and_the_trainer_needs_no_change(tmp_path):
+    from trainer_ext.losses import LossParts, label_smoothed_token_losses, unlikelihood_counts
+    from trainer_ext.objectives import SelectedSetsObjective
+
+    class ReferencesOnly(SelectedSetsObjective):  # plain MLE on the S+ references: S- is ignored
+        name = "references_only"
+
+        @classmethod
+        def from_args(cls, args):
+            return cls(**cls.selection_args(args))
+
+        def rows(self, doc_id, reference, store, position):
+            return [row for row in self.selected_rows(doc_id, reference, store, position) if not row.negative]
+
+        def counts(self, batch):
+            return unlikelihood_counts(batch["labels"], batch["row_weight"])
+
+        def loss(self, log_probs, batch):
+            nll = label_smoothed_token_losses(log_probs, batch["labels"], 0.0).sum()
+            return LossParts(terms={"mle": (nll, "tokens")}, counts=self.counts(batch))
+
+    model, tokenizer, dataset = tiny_summarization_task(8)
+    objective = ReferencesOnly(negative_fraction=1.0, positive_fraction=1.0)
+    trainer = ContrastiveTrainer(model=model, args=make_args(tmp_path, max_steps=2), train_dataset=dataset,
+                                 processing_class=tokenizer, scorer=word_overlap_scorer, objective=objective)
+    trainer.train()
+    logs = train_logs(trainer)
+    assert trainer.objective is objective and logs
+    assert all(h["loss"] == pytest.approx(h["loss_mle"], rel=1e-4) and h["loss"] > 0 for h in logs)

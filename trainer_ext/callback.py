@@ -20,7 +20,7 @@ from transformers import TrainerCallback
 from trainer_ext._compat import generation_mode, needs_synced_generation, training_args_checkpointing
 from trainer_ext.candidates import CandidateStore, DocumentCandidates, generate_candidates
 from trainer_ext.sampling import row_seed
-from trainer_ext.selection import Selection, is_score, score_statistics, select_contrastive_sets
+from trainer_ext.selection import Selection, is_score, score_statistics
 
 
 logger = logging.getLogger(__name__)
@@ -74,7 +74,7 @@ class CandidateRegenerationCallback(TrainerCallback):
                     len(store.selection.positives), len(store.selection.negatives),
                     stats["conseq/regeneration_seconds"])
         trainer.log(dict(stats))
-        if args.conseq_loss_type == "unlikelihood" and not store.selection.document_ids:
+        if trainer.objective.uses_selection and not store.selection.document_ids:
             self._warn_nothing_selected(store, epoch)
         return stats
 
@@ -94,12 +94,7 @@ class CandidateRegenerationCallback(TrainerCallback):
         warnings.warn(message, UserWarning, stacklevel=2)
 
     def select(self, store: CandidateStore) -> Selection:
-        args = self.trainer.args
-        if args.conseq_loss_type != "unlikelihood":  # margin_rank ranks every scored candidate; no S+/S- split
-            return Selection(mode=args.conseq_selection_mode)
-        return select_contrastive_sets(*store.scores(), negative_fraction=args.conseq_negative_fraction,
-                                       positive_fraction=args.conseq_positive_fraction,
-                                       mode=args.conseq_selection_mode)
+        return self.trainer.objective.select(store)
 
     def _generate_and_score(self, epoch: int, previous: CandidateStore
                             ) -> tuple[dict[str, DocumentCandidates], float]:

@@ -15,6 +15,8 @@ from typing import Any, Literal
 
 from transformers import Seq2SeqTrainingArguments
 
+from trainer_ext.objectives import OBJECTIVES, objective_from_args
+
 
 PAPER_SAMPLING = {"do_sample": True, "top_k": 50, "top_p": 1.0, "temperature": 1.0, "num_beams": 1}
 
@@ -36,7 +38,8 @@ class ContrastiveTrainingArguments(Seq2SeqTrainingArguments):
     conseq_selection_mode, conseq_negative_fraction, conseq_positive_fraction
     > Loss
     conseq_loss_type, conseq_loss_label_smoothing, conseq_stable_unlikelihood, conseq_unlikelihood_tokens,
-    conseq_margin, conseq_length_penalty, conseq_rank_weight, conseq_mle_weight, conseq_skip_empty_steps
+    conseq_margin, conseq_length_penalty, conseq_rank_weight, conseq_mle_weight, conseq_beta, conseq_gamma,
+    conseq_skip_empty_steps
     > Scorer
     conseq_metric_key, conseq_metric_kwargs
     """
@@ -74,9 +77,11 @@ class ContrastiveTrainingArguments(Seq2SeqTrainingArguments):
         "help": "Share of documents whose reference enters S+ (highest reference scores)."})
 
     # > Loss
-    conseq_loss_type: Literal["unlikelihood", "margin_rank"] = field(default="unlikelihood", metadata={
-        "help": "unlikelihood: the paper (NLL on S+, token unlikelihood on S-); margin_rank: BRIO-style ranking of "
-                "all scored candidates plus an MLE term on the reference."})
+    conseq_loss_type: str = field(default="unlikelihood", metadata={
+        "help": "The CONSEQ objective (trainer_ext.objectives): unlikelihood (the paper: NLL on S+, token "
+                "unlikelihood on S-), margin_rank (BRIO-style ranking of all scored candidates plus an MLE term on "
+                "the reference) or pairwise (DPO-style logistic loss on the (S+, S-) pair's log-prob gap, "
+                "reference-free as in SimPO)."})
     conseq_loss_label_smoothing: float = field(default=0.1, metadata={
         "help": "Label smoothing epsilon of the NLL and unlikelihood terms (the paper: 0.1)."})
     conseq_stable_unlikelihood: bool = field(default=True, metadata={
@@ -89,6 +94,10 @@ class ContrastiveTrainingArguments(Seq2SeqTrainingArguments):
         "help": "margin_rank: sequence score = sum log p / length ** length_penalty (BRIO: 2.0)."})
     conseq_rank_weight: float = field(default=10.0, metadata={"help": "margin_rank: weight of the ranking term."})
     conseq_mle_weight: float = field(default=0.1, metadata={"help": "margin_rank: weight of the reference NLL term."})
+
+    conseq_beta: float = field(default=2.0, metadata={
+        "help": "pairwise: scale of the gap of mean token log-probs, s(S+) - s(S-) (SimPO: 2.0)."})
+    conseq_gamma: float = field(default=0.5, metadata={"help": "pairwise: target margin of the scaled gap."})
 
     conseq_skip_empty_steps: bool = field(default=True, metadata={
         "help": "Skip the optimizer step when no document of the accumulated batch is in S+/S- (AdamW would still "
@@ -108,10 +117,7 @@ class ContrastiveTrainingArguments(Seq2SeqTrainingArguments):
             self.conseq_metric_kwargs = json.loads(self.conseq_metric_kwargs)
         if self.conseq_num_candidates < 1:
             raise ValueError(f"conseq_num_candidates must be >= 1, got {self.conseq_num_candidates}")
-        if self.conseq_loss_type == "margin_rank" and self.conseq_num_candidates < 2:
-            raise ValueError("conseq_loss_type='margin_rank' ranks candidates: conseq_num_candidates must be >= 2")
-        for name, allowed in (("conseq_loss_type", ("unlikelihood", "margin_rank")),
-                              ("conseq_unlikelihood_tokens", ("all", "novel")),
+        for name, allowed in (("conseq_loss_type", tuple(OBJECTIVES)),
                               ("conseq_selection_mode", ("paired", "unpaired"))):
             if getattr(self, name) not in allowed:
                 raise ValueError(f"{name} must be one of {', '.join(map(repr, allowed))}, got {getattr(self, name)!r}")
@@ -122,6 +128,7 @@ class ContrastiveTrainingArguments(Seq2SeqTrainingArguments):
                 raise ValueError(f"{name} must be in (0, 1], got {getattr(self, name)}")
         if not 0.0 <= self.conseq_loss_label_smoothing < 1.0:
             raise ValueError(f"conseq_loss_label_smoothing must be in [0, 1), got {self.conseq_loss_label_smoothing}")
+        objective_from_args(self)  # each objective checks its own settings (e.g. margin_rank needs 2 candidates)
         if self.dataloader_persistent_workers and self.dataloader_num_workers > 0:
             raise ValueError("dataloader_persistent_workers=True would keep workers holding stale candidates after "
                              "each regeneration; use dataloader_persistent_workers=False (workers then re-fork each "

@@ -24,6 +24,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Literal
 
 
@@ -38,6 +39,11 @@ class Selection:
     positives: list[str] = field(default_factory=list)
     negatives: dict[str, int] = field(default_factory=dict)
     mode: Literal["paired", "unpaired"] = "paired"
+
+    @cached_property
+    def positive_set(self) -> frozenset[str]:
+        """``positives`` as a set (membership tests per training row)."""
+        return frozenset(self.positives)
 
     @property
     def document_ids(self) -> list[str]:

@@ -14,8 +14,9 @@ launchers and logging integrations behave as usual):
 
 - a :class:`CandidateRegenerationCallback` fills ``self.candidate_store`` at the start of every N-th epoch;
 - training batches come from :class:`ContrastiveCollator` (rows of S+ and S- per document, from the store);
-- ``compute_loss`` encodes each source once, decodes all its rows, and applies ``losses.unlikelihood_loss`` (the
-  paper) or ``losses.margin_rank_mle_loss``; evaluation batches keep the plain seq2seq loss;
+- ``compute_loss`` encodes each source once, decodes all its rows, and applies the objective's loss
+  (``trainer_ext.objectives``: the paper's unlikelihood, margin ranking, pairwise); evaluation batches keep the
+  plain seq2seq loss;
 - the loss is normalized by the target-token count of the whole accumulated batch, over all accumulation steps and
   (with ``average_tokens_across_devices``) all ranks, as fairseq does in the paper's code;
 - the store is saved in every checkpoint and restored by ``resume_from_checkpoint``.
@@ -40,13 +41,8 @@ from trainer_ext.candidates import STORE_FILE, CandidateStore
 from trainer_ext.collator import ContrastiveCollator
 from trainer_ext.config import ContrastiveTrainingArguments
 from trainer_ext.data import DropColumnsCollator, check_text_columns, example_ids, with_example_ids
-from trainer_ext.losses import (
-    IGNORE_INDEX,
-    margin_rank_counts,
-    margin_rank_mle_loss,
-    unlikelihood_counts,
-    unlikelihood_loss,
-)
+from trainer_ext.losses import IGNORE_INDEX
+from trainer_ext.objectives import ConseqObjective, objective_from_args
 from trainer_ext.scorers import as_score_function
 
 
@@ -58,6 +54,8 @@ class ContrastiveTrainer(Seq2SeqTrainer):
             any callable ``f(summaries, sources) -> list[float | None]`` (higher = more faithful).
         peft_config: optional ``peft.PeftConfig``; the model is wrapped with ``get_peft_model`` and only the
             adapters train (``save_model`` then writes a normal peft adapter; see :meth:`save_merged_model`).
+        objective: a :class:`~trainer_ext.objectives.ConseqObjective`; default: the one ``args.conseq_loss_type``
+            names, configured by the other ``conseq_*`` arguments.
     """
 
     # compute_loss divides by the token count of the whole accumulated batch (passed in ``num_items_in_batch``),
@@ -66,7 +64,8 @@ class ContrastiveTrainer(Seq2SeqTrainer):
     _tag_names: ClassVar[list[str]] = ["conseq", "contrastive"]
 
     def __init__(self, model=None, args: ContrastiveTrainingArguments | None = None, train_dataset=None,
-                 scorer=None, peft_config=None, data_collator=None, processing_class=None, **kwargs):
+                 scorer=None, peft_config=None, data_collator=None, processing_class=None,
+                 objective: ConseqObjective | None = None, **kwargs):
         if args is None:
             args = ContrastiveTrainingArguments(output_dir="conseq_output")
         if not isinstance(args, ContrastiveTrainingArguments):
@@ -99,11 +98,11 @@ class ContrastiveTrainer(Seq2SeqTrainer):
         self.model_accepts_loss_kwargs = False  # we call the model ourselves; never pass num_items_in_batch to it
         self.example_ids = [] if train_dataset is None else example_ids(self.train_dataset, args.conseq_id_column)
         self.score_function = as_score_function(scorer, args.conseq_metric_key, args.conseq_metric_kwargs)
+        self.objective = objective if objective is not None else objective_from_args(args)
         self.candidate_store = CandidateStore()
-        self.contrastive_collator = ContrastiveCollator(
-            self.candidate_store, processing_class, args.conseq_id_column, args.conseq_loss_type,
-            args.conseq_num_candidates, getattr(base_collator, "pad_to_multiple_of", None),
-            args.conseq_unlikelihood_tokens)
+        self.contrastive_collator = ContrastiveCollator(self.candidate_store, processing_class, self.objective,
+                                                        args.conseq_id_column,
+                                                        getattr(base_collator, "pad_to_multiple_of", None))
         self.regeneration_callback = CandidateRegenerationCallback(trainer=self)
         self.add_callback(self.regeneration_callback)
         self._loss_components: dict[str, list[float]] = defaultdict(list)
@@ -168,7 +167,7 @@ class ContrastiveTrainer(Seq2SeqTrainer):
             return super()._get_num_items_in_batch(batch_samples, device)
         local: dict[str, torch.Tensor] = defaultdict(lambda: torch.zeros((), dtype=torch.long))
         for batch in batch_samples:
-            for name, count in self._batch_counts(batch).items():
+            for name, count in self.objective.counts(batch).items():
                 local[name] = local[name] + count.cpu()
         names = sorted(local)
         counts = torch.stack([local[name] for name in names]).to(device)  # [num_counts]
@@ -177,11 +176,6 @@ class ContrastiveTrainer(Seq2SeqTrainer):
             counts = self.accelerator.gather(counts.unsqueeze(0)).sum(0)  # [world, num_counts] -> [num_counts]
             world = self.accelerator.num_processes
         return {"counts": dict(zip(names, counts, strict=True)), "num_processes": world}
-
-    def _batch_counts(self, batch) -> dict[str, torch.Tensor]:
-        if self.args.conseq_loss_type == "unlikelihood":
-            return unlikelihood_counts(batch["labels"], batch["row_weight"])
-        return margin_rank_counts(batch["labels"], batch["is_reference"], batch["candidate_mask"])
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         if "row_document" not in inputs:  # evaluation / prediction batches: the plain seq2seq loss
@@ -192,16 +186,7 @@ class ContrastiveTrainer(Seq2SeqTrainer):
         logits = call_through_wrapper(model, unwrapped, self._row_logits, unwrapped, inputs["input_ids"],
                                       inputs["attention_mask"], inputs["row_document"], decoder_input_ids)
         log_probs = logits.float().log_softmax(-1)  # [R, T, V]
-        args = self.args
-        if args.conseq_loss_type == "unlikelihood":
-            parts = unlikelihood_loss(log_probs, labels, inputs["is_negative"], inputs["row_weight"],
-                                      args.conseq_loss_label_smoothing, args.conseq_stable_unlikelihood,
-                                      inputs.get("negative_token_mask"))
-        else:
-            parts = margin_rank_mle_loss(log_probs, labels, inputs["is_reference"], inputs["candidate_index"],
-                                         inputs["candidate_mask"], args.conseq_margin, args.conseq_length_penalty,
-                                         args.conseq_rank_weight, args.conseq_mle_weight,
-                                         args.conseq_loss_label_smoothing)
+        parts = self.objective.loss(log_probs, inputs)
         scale = 1
         counts = None
         if isinstance(num_items_in_batch, dict):
@@ -258,7 +243,7 @@ class ContrastiveTrainer(Seq2SeqTrainer):
 
     def loss_stat_names(self) -> list[str]:
         """The statistics every rank reports (the same list on all ranks, for the gather)."""
-        return ["logps_negative", "logps_positive"] if self.args.conseq_loss_type == "unlikelihood" else []
+        return list(self.objective.stat_names)
 
     # ------------------------------------------------------------------ checkpoints
     def _save_checkpoint(self, model, trial):
