@@ -38,6 +38,19 @@ def test_load_from_checkout_honours_load_kwargs(in_repo, trained_qagen_path):
     assert out["quals"][0] > out["quals"][1]
 
 
+def test_a_calibration_file_gives_probability_and_decision(in_repo, trained_qagen_path, tmp_path):
+    import json
+    import math
+
+    (tmp_path / "cal.json").write_text(json.dumps({"slope": 2.0, "intercept": 1.0, "threshold": 0.5}))
+    metric = evaluate.load("metrics/quals", model=trained_qagen_path, device="cpu",
+                           calibration=str(tmp_path / "cal.json"))
+    out = metric.compute(predictions=["alice visited paris on monday .", ""], sources=[SOURCE, SOURCE])
+    expected = 1 / (1 + math.exp(-(2.0 * out["quals"][0] + 1.0)))
+    assert out["probability"][0] == pytest.approx(expected) and out["consistent"][0] == (expected >= 0.5)
+    assert out["probability"][1] is None and out["consistent"][1] is None  # nothing scored: no probability
+
+
 def test_config_name_selects_a_preset_and_unknown_names_fail(in_repo):
     assert evaluate.load("metrics/quals", config_name="lmqg-t5-small").quals_config.preset == "lmqg-t5-small"
     with pytest.raises(ValueError, match="Unknown QUALS preset 'no-such-preset'. Valid presets"):

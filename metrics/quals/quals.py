@@ -77,6 +77,7 @@ Load-time keyword arguments (`evaluate.load("metrics/quals", config_name=..., **
     device: `"cpu"`, `"cuda"`, `"cuda:1"`, `"mps"` (default: the best available).
     dtype: `"float32"` (default), `"bfloat16"` or `"float16"`.
     parity: `True` reproduces the released code (reference filter, penalized LL_summary, truncation).
+    calibration: a calibration JSON written by `quals calibrate` (default: the preset's own, if it has one).
 Returns:
     quals (`list` of `float` or `None`): QUALS of each summary; `None` where no QA pair survived filtering
         or the input was empty or not a string (see `errors`).
@@ -112,11 +113,13 @@ Examples:
 
 @evaluate.utils.file_utils.add_start_docstrings(_DESCRIPTION, _KWARGS_DESCRIPTION)
 class Quals(evaluate.Metric):
-    def __init__(self, *args, model=None, gguf_file=None, device=None, dtype="float32", parity=False, **kwargs):
+    def __init__(self, *args, model=None, gguf_file=None, device=None, dtype="float32", parity=False,
+                 calibration=None, **kwargs):
         super().__init__(*args, **kwargs)
         preset = None if self.config_name == "default" and model is not None else self.config_name
         make_config = quals_engine.QualsConfig.paper_parity if parity else quals_engine.QualsConfig
-        self.quals_config = make_config(preset=preset, model=model, gguf_file=gguf_file, device=device, dtype=dtype)
+        self.quals_config = make_config(preset=preset, model=model, gguf_file=gguf_file, device=device, dtype=dtype,
+                                        calibration=calibration)
         self.qa_format = quals_engine.resolve_format(preset, model, gguf_file=gguf_file)  # fails on unknown presets
         self.presets = sorted(quals_engine.all_presets())  # every preset name config_name accepts ...
         self.bundled_presets = sorted(set(self.presets) - set(quals_engine.PRESETS))  # ... those shipped inside
