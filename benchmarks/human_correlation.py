@@ -140,6 +140,7 @@ def scorer_config(preset: str, model: str | None, gguf_file: str | None, overrid
 
 def cache_file(cache: Path, dataset: str, config: QualsConfig) -> Path:
     fmt = resolve_format(config.preset, config.model, config.qa_separator, config.gguf_file)
+    fmt = dataclasses.replace(fmt, calibration=None)  # the calibration maps scores; it does not change them
     key = json.dumps([repr(fmt), config.fingerprint()], sort_keys=True, default=str)
     return cache / dataset / f"{config.preset}-{hashlib.sha256(key.encode()).hexdigest()[:12]}.jsonl"
 

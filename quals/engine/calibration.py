@@ -2,7 +2,7 @@
 
 A ``Calibration`` is a logistic curve ``P(consistent) = 1 / (1 + exp(-(slope * quals + intercept)))`` and a
 threshold on that probability. Presets carry one fitted on human judgments (``benchmarks/human_correlation.py
---fit-calibration``: QAGS-C and QAGS-X, cross-validated; docs/calibration.md); ``quals calibrate`` fits one on a
+``: QAGS-C and QAGS-X, cross-validated; docs/calibration.md); ``quals calibrate`` fits one on a
 user's own labelled data. The raw QUALS stays the primary value: the probability is a monotone map of it, so it
 ranks summaries exactly as QUALS does.
 
