@@ -1,9 +1,9 @@
 """From QUALS (nats per token) to a probability that the summary is consistent with its source, and a decision.
 
 A ``Calibration`` is a logistic curve ``P(consistent) = 1 / (1 + exp(-(slope * quals + intercept)))`` and a
-threshold on that probability. Presets carry one fitted on human judgments (``benchmarks/human_correlation.py
-``: QAGS-C and QAGS-X, cross-validated; docs/calibration.md); ``quals calibrate`` fits one on a
-user's own labelled data. The raw QUALS stays the primary value: the probability is a monotone map of it, so it
+threshold on that probability. Bundled presets carry one fitted on human judgments (QAGS-C and QAGS-X, by
+``benchmarks/human_correlation.py``; docs/calibration.md); ``quals calibrate`` fits one on a user's own labelled
+data. The raw QUALS stays the primary value: the probability is a monotone map of it, so it
 ranks summaries exactly as QUALS does.
 
 >>> calibration = Calibration.fit([-2.0, -1.5, -1.2, -0.4, -0.2, -0.1], [0, 0, 1, 0, 1, 1])
