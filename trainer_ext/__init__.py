@@ -1,4 +1,5 @@
-"""CONSEQ training for Hugging Face seq2seq summarizers: ``ContrastiveTrainer`` is a drop-in ``Seq2SeqTrainer``.
+"""CONSEQ training for Hugging Face summarizers (seq2seq or decoder-only): ``ContrastiveTrainer`` is a drop-in
+``Seq2SeqTrainer``.
 
 >>> from trainer_ext import ContrastiveTrainer, ContrastiveTrainingArguments          # doctest: +SKIP
 >>> args = ContrastiveTrainingArguments(output_dir="out", conseq_num_candidates=6)            # doctest: +SKIP

@@ -120,7 +120,8 @@ class CandidateRegenerationCallback(TrainerCallback):
             candidate_ids = generate_candidates(
                 model, trainer.processing_class, inputs, generation_kwargs,
                 args.conseq_generation_batch_size or args.per_device_eval_batch_size, accelerator.device,
-                show_progress=accelerator.is_local_main_process and not args.disable_tqdm, seeds=seeds)
+                show_progress=accelerator.is_local_main_process and not args.disable_tqdm, seeds=seeds,
+                kind=trainer.kind)
         generation_seconds = time.perf_counter() - started
         texts = [trainer.processing_class.batch_decode(ids, skip_special_tokens=True) for ids in candidate_ids]
 

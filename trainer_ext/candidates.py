@@ -21,6 +21,7 @@ from tqdm.auto import tqdm
 
 from trainer_ext.sampling import seedable, seeded_sampling_kwargs
 from trainer_ext.selection import Selection
+from trainer_ext.summarizers import Seq2SeqSummarizer, SummarizerKind
 
 
 STORE_FILE = "conseq_candidates.jsonl"
@@ -109,9 +110,11 @@ class CandidateStore:
         return store
 
 
-def strip_generated(sequence: Sequence[int], eos_token_id: int | None, pad_token_id: int | None) -> list[int]:
-    """Label ids of one generated sequence: drop the decoder start token, cut after the first eos, drop padding."""
-    ids = list(sequence[1:])
+def strip_generated(sequence: Sequence[int], eos_token_id: int | None, pad_token_id: int | None,
+                    start: int = 1) -> list[int]:
+    """Label ids of one generated sequence: drop what precedes the summary (``start`` tokens: the decoder start
+    token, or a causal LM's prompt), cut after the first eos, drop padding."""
+    ids = list(sequence[start:])
     if eos_token_id is not None and eos_token_id in ids:
         ids = ids[: ids.index(eos_token_id) + 1]
     elif pad_token_id is not None:
@@ -123,15 +126,18 @@ def strip_generated(sequence: Sequence[int], eos_token_id: int | None, pad_token
 @torch.no_grad()
 def generate_candidates(model, tokenizer, sources: list[list[int]], generation_kwargs: dict, batch_size: int,
                         device: torch.device, show_progress: bool = True,
-                        seeds: list[list[int]] | None = None) -> list[list[list[int]]]:
+                        seeds: list[list[int]] | None = None, kind: SummarizerKind | None = None
+                        ) -> list[list[list[int]]]:
     """K candidates (label ids) for each tokenized source, with ``model.generate`` in batches.
 
     ``sources``: input ids per document -> ``[document][candidate] -> ids``; K is
     ``generation_kwargs["num_return_sequences"]``. With ``seeds`` (``[document][candidate]``, see
     ``trainer_ext.sampling``) and plain sampling kwargs, each candidate is drawn from its own generator, so the
-    candidates of a document do not depend on ``batch_size`` or on the documents batched with it. The caller puts
-    the model in generation mode.
+    candidates of a document do not depend on ``batch_size`` or on the documents batched with it. ``kind``
+    (``trainer_ext.summarizers``; default: encoder-decoder) says how to pad the inputs and where a generated
+    summary starts. The caller puts the model in generation mode.
     """
+    kind = kind or Seq2SeqSummarizer()
     num_return = generation_kwargs.get("num_return_sequences", 1)
     seeded = seeds is not None and seedable(generation_kwargs)
     eos_id, pad_id = tokenizer.eos_token_id, tokenizer.pad_token_id
@@ -145,9 +151,10 @@ def generate_candidates(model, tokenizer, sources: list[list[int]], generation_k
                                                                 for s in row])
         else:
             chunk, kwargs = [{"input_ids": ids} for ids in documents], generation_kwargs
-        batch = tokenizer.pad(chunk, return_tensors="pt").to(device)
+        batch = tokenizer.pad(chunk, return_tensors="pt", padding_side=kind.padding_side).to(device)
         sequences = model.generate(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
-                                   **kwargs)  # [B * K, L], decoder start token first
-        rows = [strip_generated(row, eos_id, pad_id) for row in sequences.tolist()]
+                                   **kwargs)  # [B * K, L]: decoder start token (or the prompt), then the summary
+        start = kind.summary_start(batch["input_ids"].size(1))
+        rows = [strip_generated(row, eos_id, pad_id, start) for row in sequences.tolist()]
         out.extend(rows[i: i + num_return] for i in range(0, len(rows), num_return))
     return out

@@ -34,9 +34,10 @@ class ContrastiveCollator:
     """Builds contrastive batches from dataset features (``input_ids``, ``labels``, the id column) and the store."""
 
     def __init__(self, store: CandidateStore, tokenizer, objective: ConseqObjective, id_column: str = "id",
-                 pad_to_multiple_of: int | None = None):
+                 pad_to_multiple_of: int | None = None, padding_side: str | None = None):
         self.store, self.tokenizer, self.objective = store, tokenizer, objective
         self.id_column, self.pad_to_multiple_of = id_column, pad_to_multiple_of
+        self.padding_side = padding_side  # of the sources; None: the tokenizer's (a causal LM's prompts: left)
 
     def __call__(self, features: list[dict]) -> dict[str, torch.Tensor]:
         documents: list[dict] = []
@@ -59,7 +60,8 @@ class ContrastiveCollator:
     def _tensors(self, documents: list[dict], rows: list[Row]) -> dict[str, torch.Tensor]:
         sources = [{"input_ids": d["input_ids"], **({"attention_mask": d["attention_mask"]}
                                                     if "attention_mask" in d else {})} for d in documents]
-        batch = dict(self.tokenizer.pad(sources, return_tensors="pt", pad_to_multiple_of=self.pad_to_multiple_of))
+        batch = dict(self.tokenizer.pad(sources, return_tensors="pt", pad_to_multiple_of=self.pad_to_multiple_of,
+                                        padding_side=self.padding_side))
         width = max(len(row.labels) for row in rows) or 1
         if self.pad_to_multiple_of:
             width = -(-width // self.pad_to_multiple_of) * self.pad_to_multiple_of

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from datasets import Dataset
 
-from quals.testing import SyntheticWorld, tiny_bart, word_tokenizer
+from quals.testing import SyntheticWorld, chat_tokenizer, tiny_bart, tiny_causal_lm, word_tokenizer
 
 
 def tiny_summarization_task(num_documents: int = 16, seed: int = 0, with_ids: bool = True):
@@ -25,6 +25,27 @@ def tiny_summarization_task(num_documents: int = 16, seed: int = 0, with_ids: bo
     dataset = Dataset.from_list(rows).map(lambda batch: tokenizer(batch["document"], text_target=batch["summary"]),
                                           batched=True)
     return model, tokenizer, dataset if with_ids else dataset.remove_columns("id")
+
+
+def tiny_causal_summarization_task(num_documents: int = 16, seed: int = 0, instruction: str = "Summarize."):
+    """(model, tokenizer, tokenized ``datasets.Dataset``) for a decoder-only summarizer: a tiny Llama, a ChatML
+    tokenizer, ``input_ids`` = the chat prompt (document and instruction, up to the assistant's turn), ``labels`` =
+    the summary and the end-of-turn token; the ``document``/``summary`` text columns stay."""
+    tokenizer = chat_tokenizer()
+    model = tiny_causal_lm(len(tokenizer), d_model=32, layers=1, seed=seed)
+    world = SyntheticWorld(seed)
+    rows = []
+    for i in range(num_documents):
+        fact = world.fact()
+        rows.append({"id": f"doc-{i}", "document": world.document(fact), "summary": world.sentence(fact)})
+
+    def tokenize(row):
+        prompt = tokenizer.apply_chat_template([{"role": "user", "content": f"{row['document']}\n{instruction}"}],
+                                               add_generation_prompt=True, tokenize=False)
+        return {"input_ids": tokenizer(prompt, add_special_tokens=False).input_ids,
+                "labels": tokenizer(row["summary"] + tokenizer.eos_token, add_special_tokens=False).input_ids}
+
+    return model, tokenizer, Dataset.from_list(rows).map(tokenize)
 
 
 def word_overlap_scorer(summaries: list[str], sources: list[str]) -> list[float | None]:

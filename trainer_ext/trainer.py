@@ -32,7 +32,6 @@ from typing import ClassVar
 
 import torch
 from transformers import AutoModelForSeq2SeqLM, DataCollatorForSeq2Seq, Seq2SeqTrainer
-from transformers.modeling_outputs import BaseModelOutput
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
 from trainer_ext._compat import apply_peft, call_through_wrapper, training_args_checkpointing
@@ -44,6 +43,7 @@ from trainer_ext.data import DropColumnsCollator, check_text_columns, example_id
 from trainer_ext.losses import IGNORE_INDEX
 from trainer_ext.objectives import ConseqObjective, objective_from_args
 from trainer_ext.scorers import as_score_function
+from trainer_ext.summarizers import CausalSummarizer, summarizer_kind
 
 
 class ContrastiveTrainer(Seq2SeqTrainer):
@@ -77,6 +77,13 @@ class ContrastiveTrainer(Seq2SeqTrainer):
             model = AutoModelForSeq2SeqLM.from_pretrained(model, use_safetensors=True)  # never unpickle weights
         if peft_config is not None:
             model = apply_peft(model, peft_config, training_args_checkpointing(args)[0])
+        self.kind = summarizer_kind(model, processing_class)
+        if isinstance(self.kind, CausalSummarizer):
+            processing_class.padding_side = "left"  # prompts are left-padded, so each reply follows its prompt
+            if train_dataset is not None and args.conseq_source_column is None:
+                raise ValueError("A decoder-only summarizer's input_ids hold its prompt (template and instruction), "
+                                 "not the source the scorer needs: set conseq_source_column to the raw document "
+                                 "column.")
         if train_dataset is not None:  # evaluation- or prediction-only runs need none, as with Seq2SeqTrainer
             train_dataset = with_example_ids(train_dataset, args.conseq_id_column)
             check_text_columns(train_dataset, {"conseq_source_column": args.conseq_source_column,
@@ -102,7 +109,8 @@ class ContrastiveTrainer(Seq2SeqTrainer):
         self.candidate_store = CandidateStore()
         self.contrastive_collator = ContrastiveCollator(self.candidate_store, processing_class, self.objective,
                                                         args.conseq_id_column,
-                                                        getattr(base_collator, "pad_to_multiple_of", None))
+                                                        getattr(base_collator, "pad_to_multiple_of", None),
+                                                        self.kind.padding_side)
         self.regeneration_callback = CandidateRegenerationCallback(trainer=self)
         self.add_callback(self.regeneration_callback)
         self._loss_components: dict[str, list[float]] = defaultdict(list)
@@ -181,10 +189,8 @@ class ContrastiveTrainer(Seq2SeqTrainer):
         if "row_document" not in inputs:  # evaluation / prediction batches: the plain seq2seq loss
             return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
         unwrapped = self.accelerator.unwrap_model(model)
-        labels = inputs["labels"]
-        decoder_input_ids = unwrapped.prepare_decoder_input_ids_from_labels(labels=labels)  # [R, T]
         logits = call_through_wrapper(model, unwrapped, self._row_logits, unwrapped, inputs["input_ids"],
-                                      inputs["attention_mask"], inputs["row_document"], decoder_input_ids)
+                                      inputs["attention_mask"], inputs["row_document"], inputs["labels"])
         log_probs = logits.float().log_softmax(-1)  # [R, T, V]
         parts = self.objective.loss(log_probs, inputs)
         scale = 1
@@ -202,15 +208,36 @@ class ContrastiveTrainer(Seq2SeqTrainer):
             self._loss_stats[name].append(value)
         return (loss, {"logits": logits}) if return_outputs else loss
 
-    def _row_logits(self, model, input_ids, attention_mask, row_document, decoder_input_ids) -> torch.Tensor:
-        """Encode each source once, then decode every row against its document's encoder states."""
-        with self.accelerator.autocast():  # the wrapper's mixed-precision forward is bypassed by the redirection
-            encoded = model.get_encoder()(input_ids=input_ids, attention_mask=attention_mask, return_dict=True)
-            hidden = encoded.last_hidden_state.index_select(0, row_document)  # [D, S, H] -> [R, S, H]
-            mask = attention_mask.index_select(0, row_document)  # [R, S]
-            outputs = model(encoder_outputs=BaseModelOutput(last_hidden_state=hidden), attention_mask=mask,
-                            decoder_input_ids=decoder_input_ids, use_cache=False)
-        return outputs.logits  # [R, T, V]
+    def prediction_step(self, model, inputs, prediction_loss_only, ignore_keys=None, **gen_kwargs):
+        """Evaluation and prediction; a decoder-only summarizer gets the loss of its summary tokens given the prompt
+        and, with ``predict_with_generate``, the generated summary without the prompt (``max_length`` then counts
+        summary tokens: it becomes ``max_new_tokens``)."""
+        if not isinstance(self.kind, CausalSummarizer):
+            return super().prediction_step(model, inputs, prediction_loss_only, ignore_keys=ignore_keys, **gen_kwargs)
+        inputs = self._prepare_inputs(inputs)
+        labels = inputs.get("labels")
+        unwrapped = self.accelerator.unwrap_model(model)
+        loss = None
+        with torch.no_grad():
+            if labels is not None:
+                documents = torch.arange(labels.size(0), device=labels.device)
+                logits = self._row_logits(unwrapped, inputs["input_ids"], inputs["attention_mask"], documents, labels)
+                loss = torch.nn.functional.cross_entropy(logits.float().flatten(0, 1), labels.flatten(),
+                                                         ignore_index=IGNORE_INDEX)
+            if prediction_loss_only or not self.args.predict_with_generate:
+                return loss, None, labels
+            kwargs = {**getattr(self, "_gen_kwargs", {}), **gen_kwargs}
+            if "max_length" in kwargs and "max_new_tokens" not in kwargs:
+                kwargs["max_new_tokens"] = kwargs.pop("max_length")
+            kwargs = {k: v for k, v in kwargs.items() if v is not None}
+            generated = unwrapped.generate(input_ids=inputs["input_ids"], attention_mask=inputs["attention_mask"],
+                                           **kwargs)[:, inputs["input_ids"].size(1):]  # [B, new tokens]
+        return loss, generated, labels
+
+    def _row_logits(self, model, input_ids, attention_mask, row_document, labels) -> torch.Tensor:
+        """The summarizer kind's row logits, under the accelerator's autocast (the wrapper's own is bypassed)."""
+        with self.accelerator.autocast():
+            return self.kind.row_logits(model, input_ids, attention_mask, row_document, labels)  # [R, T, V]
 
     def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
         """Add the loss components and the log-prob statistics to training logs, gathered over ranks.
