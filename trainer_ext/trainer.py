@@ -35,7 +35,7 @@ from transformers import AutoModelForSeq2SeqLM, DataCollatorForSeq2Seq, Seq2SeqT
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
 from trainer_ext._compat import apply_peft, call_through_wrapper, training_args_checkpointing
-from trainer_ext.callback import CandidateRegenerationCallback
+from trainer_ext.callback import CandidateRegenerationCallback, RoundDependencies
 from trainer_ext.candidates import STORE_FILE, CandidateStore
 from trainer_ext.collator import ContrastiveCollator
 from trainer_ext.config import ContrastiveTrainingArguments
@@ -111,7 +111,11 @@ class ContrastiveTrainer(Seq2SeqTrainer):
                                                         args.conseq_id_column,
                                                         getattr(base_collator, "pad_to_multiple_of", None),
                                                         self.kind.padding_side)
-        self.regeneration_callback = CandidateRegenerationCallback(trainer=self)
+        self.regeneration_callback = CandidateRegenerationCallback(RoundDependencies(
+            args=self.args, store=self.candidate_store, objective=self.objective, score_function=self.score_function,
+            kind=self.kind, tokenizer=processing_class, accelerator=self.accelerator, example_ids=self.example_ids,
+            document_texts=self.document_texts, model=lambda: self.accelerator.unwrap_model(self.model_wrapped),
+            log=self.log))
         self.add_callback(self.regeneration_callback)
         self._loss_components: dict[str, list[float]] = defaultdict(list)
         self._loss_stats: dict[str, list[float]] = defaultdict(list)
