@@ -422,3 +422,13 @@ def test_a_new_objective_is_one_class_and_the_trainer_needs_no_change(tmp_path):
     logs = train_logs(trainer)
     assert trainer.objective is objective and logs
     assert all(h["loss"] == pytest.approx(h["loss_mle"], rel=1e-4) and h["loss"] > 0 for h in logs)
+
+
+def test_scoring_decoded_sources_is_said_once_at_construction(tmp_path, caplog):
+    with caplog.at_level("WARNING", logger="trainer_ext.trainer"):
+        make_trainer(tmp_path, num_documents=4)
+    assert "conseq_source_column is not set" in caplog.text
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="trainer_ext.trainer"):
+        make_trainer(tmp_path, num_documents=4, conseq_source_column="document")
+    assert "conseq_source_column" not in caplog.text

@@ -25,6 +25,7 @@ launchers and logging integrations behave as usual):
 from __future__ import annotations
 
 import copy
+import logging
 import math
 import os
 from collections import defaultdict
@@ -45,6 +46,8 @@ from trainer_ext.objectives import ConseqObjective, objective_from_args
 from trainer_ext.scorers import as_score_function
 from trainer_ext.summarizers import CausalSummarizer, summarizer_kind
 
+
+logger = logging.getLogger(__name__)
 
 class ContrastiveTrainer(Seq2SeqTrainer):
     """``Seq2SeqTrainer`` that trains with CONSEQ; see the module docstring.
@@ -84,6 +87,10 @@ class ContrastiveTrainer(Seq2SeqTrainer):
                 raise ValueError("A decoder-only summarizer's input_ids hold its prompt (template and instruction), "
                                  "not the source the scorer needs: set conseq_source_column to the raw document "
                                  "column.")
+        if train_dataset is not None and args.conseq_source_column is None:
+            logger.warning("conseq_source_column is not set: the scorer reads each source as the tokenizer decodes "
+                           "input_ids (truncated to the model's input, lower-cased by some tokenizers). Keep the raw "
+                           "document column in the training rows and name it to score against the full text.")
         if train_dataset is not None:  # evaluation- or prediction-only runs need none, as with Seq2SeqTrainer
             train_dataset = with_example_ids(train_dataset, args.conseq_id_column)
             check_text_columns(train_dataset, {"conseq_source_column": args.conseq_source_column,
