@@ -13,17 +13,22 @@ from datasets import Dataset
 from quals.testing import SyntheticWorld, chat_tokenizer, tiny_bart, tiny_causal_lm, word_tokenizer
 
 
-def tiny_summarization_task(num_documents: int = 16, seed: int = 0, with_ids: bool = True):
-    """(model, tokenizer, tokenized ``datasets.Dataset`` with ``document``/``summary`` text columns)."""
-    tokenizer = word_tokenizer()
-    model = tiny_bart(len(tokenizer), d_model=32, layers=1, seed=seed)
+def synthetic_documents(num_documents: int, seed: int = 0) -> Dataset:
+    """``id``, ``document`` and its reference ``summary`` (the document's first sentence) for each document."""
     world = SyntheticWorld(seed)
     rows = []
     for i in range(num_documents):
         fact = world.fact()
         rows.append({"id": f"doc-{i}", "document": world.document(fact), "summary": world.sentence(fact)})
-    dataset = Dataset.from_list(rows).map(lambda batch: tokenizer(batch["document"], text_target=batch["summary"]),
-                                          batched=True)
+    return Dataset.from_list(rows)
+
+
+def tiny_summarization_task(num_documents: int = 16, seed: int = 0, with_ids: bool = True):
+    """(model, tokenizer, tokenized ``datasets.Dataset`` with ``document``/``summary`` text columns)."""
+    tokenizer = word_tokenizer()
+    model = tiny_bart(len(tokenizer), d_model=32, layers=1, seed=seed)
+    dataset = synthetic_documents(num_documents, seed).map(
+        lambda batch: tokenizer(batch["document"], text_target=batch["summary"]), batched=True)
     return model, tokenizer, dataset if with_ids else dataset.remove_columns("id")
 
 
@@ -33,11 +38,6 @@ def tiny_causal_summarization_task(num_documents: int = 16, seed: int = 0, instr
     the summary and the end-of-turn token; the ``document``/``summary`` text columns stay."""
     tokenizer = chat_tokenizer()
     model = tiny_causal_lm(len(tokenizer), d_model=32, layers=1, seed=seed)
-    world = SyntheticWorld(seed)
-    rows = []
-    for i in range(num_documents):
-        fact = world.fact()
-        rows.append({"id": f"doc-{i}", "document": world.document(fact), "summary": world.sentence(fact)})
 
     def tokenize(row):
         prompt = tokenizer.apply_chat_template([{"role": "user", "content": f"{row['document']}\n{instruction}"}],
@@ -45,7 +45,7 @@ def tiny_causal_summarization_task(num_documents: int = 16, seed: int = 0, instr
         return {"input_ids": tokenizer(prompt, add_special_tokens=False).input_ids,
                 "labels": tokenizer(row["summary"] + tokenizer.eos_token, add_special_tokens=False).input_ids}
 
-    return model, tokenizer, Dataset.from_list(rows).map(tokenize)
+    return model, tokenizer, synthetic_documents(num_documents, seed).map(tokenize)
 
 
 def word_overlap_scorer(summaries: list[str], sources: list[str]) -> list[float | None]:
