@@ -102,16 +102,14 @@ class CandidateRegenerationCallback(TrainerCallback):
 
     def _warn_nothing_selected(self, store: CandidateStore, epoch: int) -> None:
         """A round with empty S+ and S- trains nothing until the next round: say so loudly, with the likely cause."""
-        args = self.deps.args
         candidate_scores, reference_scores = store.scores()
         scored = sum(any(is_score(s) for s in scores) for scores in candidate_scores.values())
         message = (f"CONSEQ round {store.round} (epoch {epoch}) selected no document: S+ and S- are empty, so every "
                    f"step until the next round is skipped (train loss 0). {scored} of {len(candidate_scores)} "
                    f"documents have a scored candidate and {sum(map(is_score, reference_scores.values()))} a scored "
-                   f"reference; conseq_negative_fraction={args.conseq_negative_fraction}, "
-                   f"conseq_positive_fraction={args.conseq_positive_fraction}, "
-                   f"conseq_selection_mode={args.conseq_selection_mode!r}. On a small set, raise the fractions or use "
-                   "conseq_selection_mode='unpaired'; if few documents are scored, check the scorer's errors.")
+                   f"reference; the objective selected with {self.deps.objective!r}. On a small set, raise "
+                   "conseq_negative_fraction/conseq_positive_fraction or use conseq_selection_mode='unpaired'; if few "
+                   "documents are scored, check the scorer's errors.")
         logger.warning(message)
         warnings.warn(message, UserWarning, stacklevel=2)
 

@@ -142,11 +142,18 @@ def unlikelihood_loss(log_probs: torch.Tensor, labels: torch.Tensor, is_negative
         labels_neg = labels_neg.masked_fill(~negative_token_mask.bool(), IGNORE_INDEX)
     positive_sum = (label_smoothed_token_losses(log_probs, labels_pos, epsilon) * weight).sum()
     negative_sum = (label_smoothed_token_losses(log_probs, labels_neg, epsilon, True, stable) * weight).sum()
-    logps, active = sequence_logps(log_probs, labels), row_weight.bool()  # [R], [R]
-    stats = {f"logps_{name}": float(logps[rows & active].mean()) for name, rows in
-             (("positive", ~negative), ("negative", negative)) if bool((rows & active).any())}
     return LossParts(terms={"positive": (positive_sum, "tokens"), "negative": (negative_sum, "tokens")},
-                     counts=unlikelihood_counts(labels, row_weight), stats=stats)
+                     counts=unlikelihood_counts(labels, row_weight),
+                     stats=side_logps(log_probs, labels, negative, row_weight))
+
+
+def side_logps(log_probs: torch.Tensor, labels: torch.Tensor, is_negative: torch.Tensor, row_weight: torch.Tensor
+               ) -> dict[str, float]:
+    """``logps_positive`` / ``logps_negative``: mean summed log-prob of the active S+ / S- rows (monitoring only;
+    a side with no active row is left out)."""
+    logps, active, negative = sequence_logps(log_probs, labels), row_weight.bool(), is_negative.bool()  # [R] x 3
+    return {f"logps_{name}": float(logps[rows & active].mean()) for name, rows in
+            (("positive", ~negative), ("negative", negative)) if bool((rows & active).any())}
 
 
 def sequence_logps(log_probs: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:

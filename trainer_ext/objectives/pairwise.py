@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 
 from trainer_ext.candidates import CandidateStore
-from trainer_ext.losses import LossParts, sequence_log_likelihood, sequence_logps
+from trainer_ext.losses import LossParts, sequence_log_likelihood, side_logps
 from trainer_ext.objectives.base import Row, SelectedSetsObjective
 
 
@@ -77,10 +77,5 @@ class PairwiseLogistic(SelectedSetsObjective):
         mean_logp = sequence_log_likelihood(log_probs, batch["labels"], length_penalty=1.0)  # [R]
         positive, negative, paired = self._sides(batch, mean_logp)  # [D] x 3
         losses = -F.logsigmoid(self.beta * (positive - negative) - self.gamma) * paired  # [D]
-        logps = sequence_logps(log_probs, batch["labels"])  # [R], summed, for the logs
-        stats = {}
-        for name, rows in (("positive", ~batch["is_negative"].bool()), ("negative", batch["is_negative"].bool())):
-            rows = rows & batch["row_weight"].bool()
-            if bool(rows.any()):
-                stats[f"logps_{name}"] = float(logps[rows].mean())
-        return LossParts(terms={"pairwise": (losses.sum(), "pairs")}, counts=self.counts(batch), stats=stats)
+        return LossParts(terms={"pairwise": (losses.sum(), "pairs")}, counts=self.counts(batch),
+                         stats=side_logps(log_probs, batch["labels"], batch["is_negative"], batch["row_weight"]))
