@@ -20,8 +20,8 @@ class QualsConfig:
     > Question-answer generation (diverse beam search)
     num_beam_groups, diversity_penalty, penalty_candidates, min_new_tokens, max_new_tokens
     > Filtering and scoring
-    filter_mode, max_pairs, ll_summary, score_tokens, ll_reference, long_source, window_overlap, max_source_tokens,
-    max_source_windows
+    filter_mode, max_pairs, ll_summary, score_tokens, ll_reference, evidence_sentences, long_source, window_overlap,
+    max_source_tokens, max_source_windows
     > Refusals and calibration
     min_script_share, max_unknown_share, calibration
     > Throughput
@@ -60,6 +60,10 @@ class QualsConfig:
     ll_reference: Literal["summary", "no_passage"] = field(default="summary", metadata={
         "help": "What LL_source is compared with: LL given the summary (the paper) or LL given an empty passage "
                 "(how much the source raises the pair's likelihood; one more cheap pass per pair)."})
+    evidence_sentences: int | None = field(default=None, metadata={
+        "help": "Score each pair given the K source sentences that share the most content words with it (question "
+                "and answer), in source order, instead of the whole source (the paper; None): LL_source then "
+                "reflects the pair's facts, not the source's length and other topics (quals.engine.evidence)."})
     long_source: Literal["windows", "truncate"] = field(default="windows", metadata={
         "help": "Sources over the input limit: best of overlapping windows (default) or truncation (parity)."})
     window_overlap: float = field(default=0.25, metadata={"help": "Overlap between consecutive source windows."})
@@ -98,6 +102,8 @@ class QualsConfig:
             raise ValueError("max_pairs and max_batch_tokens must be positive")
         if self.max_source_windows is not None and self.max_source_windows < 1:
             raise ValueError(f"max_source_windows must be positive or None, got {self.max_source_windows}")
+        if self.evidence_sentences is not None and self.evidence_sentences < 1:
+            raise ValueError(f"evidence_sentences must be positive or None, got {self.evidence_sentences}")
         if not (0 <= self.min_script_share <= 1 and 0 <= self.max_unknown_share <= 1):
             raise ValueError("min_script_share and max_unknown_share must be in [0, 1]")
         if not 0 <= self.window_overlap < 1:
@@ -107,9 +113,9 @@ class QualsConfig:
     def paper_parity(cls, **overrides) -> QualsConfig:
         """The released code's choices: reference filter, penalized LL_summary, truncation, fairseq penalty."""
         settings = {"filter_mode": "reference", "ll_summary": "search", "score_tokens": "pair",
-                    "ll_reference": "summary", "long_source": "truncate", "penalty_candidates": 2,
-                    "num_beam_groups": 60, "diversity_penalty": 0.5, "min_new_tokens": 8, "max_new_tokens": 60,
-                    "max_pairs": 10}
+                    "ll_reference": "summary", "evidence_sentences": None, "long_source": "truncate",
+                    "penalty_candidates": 2, "num_beam_groups": 60, "diversity_penalty": 0.5, "min_new_tokens": 8,
+                    "max_new_tokens": 60, "max_pairs": 10}
         return cls(**{**settings, **overrides})
 
     def fingerprint(self) -> dict:

@@ -36,7 +36,7 @@ ABBREVIATIONS = frozenset((
     "sep", "sept", "oct", "nov", "dec", "u.s", "u.k", "u.n", "a.m", "p.m"))
 NUMBER_ABBREVIATIONS = frozenset(("no", "nos", "fig", "vol", "pp"))  # abbreviations only before a number: "No. 5"
 _END = re.compile(r"(?:[.!?]+|\u2026)[\"'\u201d\u2019)\]]*(?=\s|$)")
-_WORD = re.compile(r"[^\W_]+")
+WORD = re.compile(r"[^\W_]+")  # a word: letters and digits of any script
 
 
 @dataclass
@@ -91,19 +91,19 @@ def split_sentences(text: str) -> list[tuple[int, int]]:
 
 def answer_span(summary: str, answer: str, question: str = "") -> tuple[int, int] | None:
     """The answer's characters in the summary (see the module docstring), or ``None`` if its words are not there."""
-    words = _WORD.findall(answer)
+    words = WORD.findall(answer)
     if not words:
         return None
     pattern = re.compile(r"(?<![^\W_])" + r"[\W_]+".join(map(re.escape, words)) + r"(?![^\W_])", re.IGNORECASE)
     found = [(m.start(), m.end()) for m in pattern.finditer(summary)]
     if len(found) <= 1:
         return found[0] if found else None
-    asked = {w.lower() for w in _WORD.findall(question)}
+    asked = {w.lower() for w in WORD.findall(question)}
     sentences = split_sentences(summary)
 
     def overlap(span: tuple[int, int]) -> int:
         sentence = next(((a, b) for a, b in sentences if a <= span[0] < b), span)
-        return len(asked & {w.lower() for w in _WORD.findall(summary[sentence[0]: sentence[1]])})
+        return len(asked & {w.lower() for w in WORD.findall(summary[sentence[0]: sentence[1]])})
 
     return max(found, key=overlap)  # max keeps the first of equals
 

@@ -21,7 +21,7 @@ class QAPair:
     question: str
     answer: str
     quals: float  # this pair's contribution to the summary's QUALS
-    ll_source: float  # mean log-likelihood of the scored tokens given the source (best window)
+    ll_source: float  # mean log-likelihood of the scored tokens given the source (best window, or its evidence)
     ll_summary: float  # the same given the summary (or the search score, in parity mode)
     tokens: list[str]  # the target tokens
     source_logprobs: list[float]  # per-token log-probabilities given the source
@@ -31,6 +31,7 @@ class QAPair:
     answer_start: int = 0  # index in ``tokens`` of the first answer token (after the separator)
     ll_prior: float | None = None  # the same given no passage (computed with ll_reference="no_passage")
     prior_logprobs: list[float] | None = None
+    evidence: str | None = None  # the source sentences the pair was scored on (QualsConfig.evidence_sentences)
 
 
 @dataclass
@@ -41,7 +42,7 @@ class SummaryScore:
     quals: float | None
     num_pairs: int = 0
     num_generated: int = 0
-    source_handling: str = "full"  # "full", "windows" (best window per pair) or "truncated"
+    source_handling: str = "full"  # "full", "windows" (best window per pair), "truncated" or "evidence"
     num_source_windows: int = 0
     summary_truncated: bool = False
     error: str | None = None

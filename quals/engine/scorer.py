@@ -28,6 +28,7 @@ from tqdm.auto import tqdm
 from quals.engine.calibration import Calibration
 from quals.engine.config import QualsConfig
 from quals.engine.diverse_beam_search import diverse_beam_search
+from quals.engine.evidence import evidence_passage
 from quals.engine.explain import merge_spans, sentence_scores
 from quals.engine.filtering import Candidate, Rejection, filter_pairs
 from quals.engine.inputs import as_list, input_error, unreadable_reason
@@ -194,12 +195,15 @@ class QualsScorer:
 
     def score_pairs(self, generations: list[Generation], selections: list[tuple[list[Candidate], list[Rejection]]],
                     sources: list[str], return_qa_pairs: bool = False) -> list[SummaryScore]:
-        """Stage 3: teacher-force each kept pair on its summary's source (each distinct source encoded once), and
-        on the summary unless the search already did; QUALS per summary."""
+        """Stage 3: teacher-force each kept pair on its summary's source (each distinct source encoded once; with
+        ``evidence_sentences``, on the source sentences nearest the pair instead), and on the summary unless the
+        search already did; QUALS per summary."""
         qagen, per_summary = self.qagen, selections
         summary_contexts = [g.context for g in generations]
         long_sources = LongSourceProgress(self.config.show_progress)
-        source_contexts = {src: self._source_windows(src, long_sources) for src in dict.fromkeys(sources)}
+        evidence = self.config.evidence_sentences  # None: every pair reads the whole source (its windows)
+        source_contexts = {} if evidence else {src: self._source_windows(src, long_sources)
+                                               for src in dict.fromkeys(sources)}
         jobs = []  # (summary index, kept index, context, target, window | "summary" | "prior")
         summary_lp: dict[tuple[int, int], torch.Tensor] = {}
         for i, (kept, _) in enumerate(per_summary):
@@ -213,7 +217,11 @@ class QualsScorer:
                     summary_lp[i, j] = generated  # raw log-probs of exactly these ids given the summary
                 elif self.config.ll_summary == "teacher_forced":
                     jobs.append((i, j, summary_contexts[i], target, "summary"))
-                for w, window in enumerate(source_contexts[sources[i]][0]):
+                if evidence:
+                    cand.payload["evidence"] = evidence_passage(sources[i], cand.question, cand.answer, evidence)
+                windows = (self._source_windows(cand.payload["evidence"], long_sources) if evidence
+                           else source_contexts[sources[i]])[0]
+                for w, window in enumerate(windows):
                     jobs.append((i, j, window, target, w))
         logprobs = self._token_logprobs([(job[2], job[3]) for job in jobs], long_sources.add(len(jobs)))
         long_sources.close()
@@ -233,11 +241,12 @@ class QualsScorer:
         for i, (kept, rejected) in enumerate(per_summary):
             pairs = [self._pair(cand, source_lp[i, j], summary_lp.get((i, j)), prior_lp.get((i, j)))
                      for j, cand in enumerate(kept)]
-            windows_used, windows_needed = len(source_contexts[sources[i]][0]), source_contexts[sources[i]][1]
-            if windows_needed == 1:
-                handling = "full"
+            if evidence:  # the distinct passages its pairs were scored on
+                handling, windows_used = "evidence", len({cand.payload["evidence"] for cand in kept})
             else:
-                handling = "truncated" if windows_used < windows_needed else "windows"
+                windows_used, windows_needed = len(source_contexts[sources[i]][0]), source_contexts[sources[i]][1]
+                handling = ("full" if windows_needed == 1 else
+                            "truncated" if windows_used < windows_needed else "windows")
             result = SummaryScore(
                 index=i,
                 quals=sum(p.quals for p in pairs) / len(pairs) if pairs else None,
@@ -276,7 +285,8 @@ class QualsScorer:
                       ll_summary=ll_summary, tokens=tokens, source_logprobs=source_lp.tolist(),
                       summary_logprobs=summary_lp.tolist(), search_score=cand.payload.get("search_score"),
                       source_window=window, answer_start=cand.payload["answer_start"], ll_prior=ll_prior,
-                      prior_logprobs=None if prior_lp is None else prior_lp.tolist())
+                      prior_logprobs=None if prior_lp is None else prior_lp.tolist(),
+                      evidence=cand.payload.get("evidence"))
 
     def _candidates(self, generated: list[tuple[list[int], torch.Tensor, torch.Tensor]]
                     ) -> tuple[list[Candidate], list[Rejection]]:
