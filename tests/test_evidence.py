@@ -1,8 +1,11 @@
-"""evidence_sentences: each pair scored on the source sentences nearest to it instead of the whole source."""
+"""evidence_sentences: each pair scored on the source sentences nearest to it instead of the whole source; a
+preset's stored calibration kept to the settings it was fitted with."""
+
+import json
 
 import pytest
 
-from quals import QualsConfig, QualsScorer
+from quals import Calibration, QualsConfig, QualsScorer
 from quals.engine.evidence import content_words, evidence_passage
 from quals.testing import FILLER
 
@@ -61,3 +64,13 @@ def test_setting_is_checked_and_off_in_parity_mode():
     with pytest.raises(ValueError, match="evidence_sentences"):
         QualsConfig(evidence_sentences=0)
     assert QualsConfig().evidence_sentences is None and QualsConfig.paper_parity().evidence_sentences is None
+
+
+def test_a_preset_calibration_applies_only_to_the_settings_it_was_fitted_with(tmp_path):
+    assert QualsScorer(preset="mini", show_progress=False).calibration is not None
+    for setting in ({"evidence_sentences": 4}, {"score_tokens": "answer"}, {"max_pairs": 5}):
+        assert QualsScorer(preset="mini", show_progress=False, **setting).calibration is None, setting
+    path = tmp_path / "calibration.json"
+    path.write_text(json.dumps(Calibration(2.0, 1.0, 0.5).to_dict()))
+    fitted = QualsScorer(preset="mini", show_progress=False, evidence_sentences=4, calibration=str(path))
+    assert fitted.calibration.slope == 2.0  # a curve fitted with these settings is the user's to give

@@ -118,11 +118,24 @@ class QualsConfig:
                     "max_new_tokens": 60, "max_pairs": 10}
         return cls(**{**settings, **overrides})
 
+    def scores_as_calibrated(self) -> bool:
+        """True when QUALS values are on the scale a preset's stored calibration was fitted on: every setting that
+        changes scores at its default (a named variant, another filter or number of pairs gets ``probability=None``
+        unless ``calibration`` names a curve fitted with those settings)."""
+        defaults = QualsConfig()
+        return all(getattr(self, name) == getattr(defaults, name) for name in CALIBRATED_SETTINGS)
+
     def fingerprint(self) -> dict:
         """The settings that change scores (used to refuse mixing results of different configurations)."""
         ignored = {"device", "show_progress", "allow_pickle", "calibration", "max_batch_tokens", "share_context_cache",
                    "share_prefixes", "reuse_search_logprobs"}
         return {f.name: getattr(self, f.name) for f in fields(self) if f.name not in ignored}
+
+
+CALIBRATED_SETTINGS = ("num_beam_groups", "diversity_penalty", "penalty_candidates", "min_new_tokens",
+                       "max_new_tokens", "filter_mode", "max_pairs", "ll_summary", "score_tokens", "ll_reference",
+                       "evidence_sentences", "long_source", "window_overlap", "max_source_tokens",
+                       "max_source_windows")
 
 
 def check_literal_fields(settings) -> None:

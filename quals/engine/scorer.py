@@ -79,7 +79,8 @@ class QualsScorer:
         self.max_new_tokens = fmt.max_new_tokens if cfg.max_new_tokens is None else cfg.max_new_tokens
         self.max_source_tokens = cfg.max_source_tokens or fmt.max_source_tokens
         self.calibration = (Calibration.load(cfg.calibration) if cfg.calibration
-                            else Calibration(*fmt.calibration) if fmt.calibration else None)
+                            else Calibration(*fmt.calibration) if fmt.calibration and cfg.scores_as_calibrated()
+                            else None)
         if cfg.ll_summary == "search" and fmt.multi_pair:
             raise ValueError(f"ll_summary='search' needs a one-pair-per-sequence format; {fmt.name!r} writes several "
                              "pairs per sequence, so a pair has no search score of its own")
