@@ -64,6 +64,9 @@ def test_setting_is_checked_and_off_in_parity_mode():
     with pytest.raises(ValueError, match="evidence_sentences"):
         QualsConfig(evidence_sentences=0)
     assert QualsConfig().evidence_sentences is None and QualsConfig.paper_parity().evidence_sentences is None
+    # fingerprints stored before the setting existed stay valid: it is left out at its default, in when set
+    assert "evidence_sentences" not in QualsConfig().fingerprint()
+    assert QualsConfig(evidence_sentences=3).fingerprint()["evidence_sentences"] == 3
 
 
 def test_a_preset_calibration_applies_only_to_the_settings_it_was_fitted_with(tmp_path):

@@ -129,9 +129,13 @@ class QualsConfig:
         """The settings that change scores (used to refuse mixing results of different configurations)."""
         ignored = {"device", "show_progress", "allow_pickle", "calibration", "max_batch_tokens", "share_context_cache",
                    "share_prefixes", "reuse_search_logprobs"}
-        return {f.name: getattr(self, f.name) for f in fields(self) if f.name not in ignored}
+        return {f.name: getattr(self, f.name) for f in fields(self) if f.name not in ignored
+                and not (f.name in ADDED_SETTINGS and getattr(self, f.name) == f.default)}
 
 
+# Settings added after fingerprints were first stored: left out at their default (which scores as before), so the
+# fingerprints of earlier runs and shards stay valid.
+ADDED_SETTINGS = ("evidence_sentences",)
 CALIBRATED_SETTINGS = ("num_beam_groups", "diversity_penalty", "penalty_candidates", "min_new_tokens",
                        "max_new_tokens", "filter_mode", "max_pairs", "ll_summary", "score_tokens", "ll_reference",
                        "evidence_sentences", "long_source", "window_overlap", "max_source_tokens",
