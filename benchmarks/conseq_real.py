@@ -43,11 +43,8 @@ from rouge_score import rouge_scorer
 from scipy.stats import spearmanr
 from transformers import DataCollatorForSeq2Seq, Trainer, TrainingArguments
 
-from quals import QualsScorer
-from quals.engine.presets import get_preset
-from quals.engine.weights import load_pretrained, weights_location
-from trainer_ext import ContrastiveTrainer, ContrastiveTrainingArguments, RougeScorer
-from trainer_ext.selection import select_contrastive_sets
+from quals import QualsScorer, load_qagen, resolve_format
+from trainer_ext import ContrastiveTrainer, ContrastiveTrainingArguments, RougeScorer, select_contrastive_sets
 
 
 INSTRUCTION = "Summarize the article above in one sentence."
@@ -268,9 +265,8 @@ def main() -> None:
     torch.set_num_threads(cli.threads)
     logging.getLogger("transformers").setLevel(logging.ERROR)
 
-    fmt = get_preset("smollm2-135m")
-    base, tokenizer = load_pretrained(cli.model or weights_location(fmt), cli.gguf_file or
-                                      (None if cli.model else fmt.gguf_file))
+    summarizer = load_qagen(resolve_format("smollm2-135m", cli.model, None, cli.gguf_file), "cpu")  # its weights
+    base, tokenizer = summarizer.model, summarizer.tokenizer
     prompter = Prompter(tokenizer, cli.max_source_tokens)
     train_rows, eval_rows = load_rows(cli.data, cli.train_docs, cli.eval_docs)
     quals = QualsScorer(preset=cli.quals_preset, device="cpu", show_progress=False)
