@@ -242,7 +242,8 @@ def print_table(report: dict) -> None:
 def measure_preset(args) -> dict:
     """Seconds per summary of one QAGen preset on XSum-length and CNN/DM-length sources (``--documents`` XSum
     documents cut to 450 and 900 tokens, each with its reference summary), with the context cache (an
-    encoder-decoder's cross-attention keys/values, a causal LM's prompt KV cache) shared and not shared."""
+    encoder-decoder's cross-attention keys/values, a causal LM's prompt KV cache) shared and not shared, and with
+    ``--evidence-sentences K`` scored on evidence passages."""
     config = QualsConfig(preset=args.preset, model=args.model, gguf_file=args.gguf_file, device=args.device,
                          max_batch_tokens=args.max_batch_tokens, show_progress=False)
     qagen = QualsScorer(config).load()
@@ -250,10 +251,13 @@ def measure_preset(args) -> dict:
     for name, tokens in (("XSum-length source", 450), ("CNN/DM-length source", 900)):
         summaries, sources = load_workload(args.documents, 1, tokens, qagen.tokenizer)
         run_engine(config, qagen, summaries[:1], sources[:1], False)  # warm-up (allocator, prefix cache)
-        for share in (True, False):
-            seconds, phases, results = run_engine(dataclasses.replace(config, share_context_cache=share), qagen,
-                                                  summaries, sources, False)
-            report["rows"][f"{name}, context cache {'shared' if share else 'not shared'}"] = {
+        variants = {"context cache shared": {}, "context cache not shared": {"share_context_cache": False}}
+        if args.evidence_sentences:  # scored on evidence passages instead of the whole source, side by side
+            variants[f"evidence_sentences={args.evidence_sentences}"] = {"evidence_sentences": args.evidence_sentences}
+        for variant, settings in variants.items():
+            seconds, phases, results = run_engine(dataclasses.replace(config, **settings), qagen, summaries, sources,
+                                                  False)
+            report["rows"][f"{name}, {variant}"] = {
                 "source_tokens": tokens, "summaries": len(summaries), "seconds_per_summary": seconds / len(summaries),
                 "summaries_per_second": len(summaries) / seconds, "generation_s": phases["generation"],
                 "scoring_s": phases["scoring"], "mean_pairs": sum(r.num_pairs for r in results) / len(results)}
@@ -276,6 +280,8 @@ def main() -> None:
     parser.add_argument("--label", default=None, help="with --preset: the name of its entry in the results")
     parser.add_argument("--model", default=None, help="a trained QAGen folder (e.g. quals/models/mini) instead of the "
                                                       "random BART-base-sized model")
+    parser.add_argument("--evidence-sentences", type=int, default=None,
+                        help="with --preset: also time QualsConfig.evidence_sentences=K in the same run")
     parser.add_argument("--documents", type=int, default=4)
     parser.add_argument("--summaries-per-doc", type=int, default=2)
     parser.add_argument("--source-tokens", type=int, default=400)
