@@ -122,3 +122,18 @@ def test_wrong_input_types_get_evaluate_s_clear_error(in_repo):
         metric.compute(predictions=[1], sources=["x"])
     with pytest.raises(ValueError, match="don't match the expected format"):  # as docs/evaluate_loading.md says
         metric.compute(predictions=[None, "a"], sources=["x", "x"])
+
+
+def test_evidence_sentences_is_a_load_time_setting_and_equals_the_engine(in_repo, trained_qagen_path):
+    from quals import QualsScorer
+
+    summaries = ["alice visited paris on monday .", "bob visited paris on monday ."]
+    long_source = "the weather was warm . crowds gathered in the square . " + SOURCE
+    metric = evaluate.load("metrics/quals", model=trained_qagen_path, device="cpu", evidence_sentences=1)
+    out = metric.compute(predictions=summaries, sources=[long_source] * 2, return_qa_pairs=True)
+    engine = QualsScorer(model=trained_qagen_path, device="cpu", show_progress=False, evidence_sentences=1)
+    assert out["quals"] == pytest.approx(engine.quals(summaries, [long_source] * 2), abs=1e-6)
+    kept = [pair for summary in out["qa_pairs"] for pair in summary["kept"]]
+    assert kept and all(pair["evidence"] in long_source for pair in kept)  # what each pair was checked against
+    whole = evaluate.load("metrics/quals", model=trained_qagen_path, device="cpu")
+    assert out["quals"] != pytest.approx(whole.compute(predictions=summaries, sources=[long_source] * 2)["quals"])
