@@ -15,6 +15,8 @@ A pair about a fact the source lacks still gets the K sentences nearest to it, w
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 from quals.engine.explain import WORD, split_sentences
 
 
@@ -37,10 +39,16 @@ def evidence_passage(source: str, question: str, answer: str, num_sentences: int
 
     A source of at most ``num_sentences`` sentences is returned whole.
     """
-    spans = split_sentences(source)
-    if len(spans) <= num_sentences:
+    sentences = source_sentences(source)
+    if len(sentences) <= num_sentences:
         return source
     query = content_words(f"{question} {answer}")
-    overlap = [len(query & content_words(source[a:b])) for a, b in spans]
-    best = sorted(range(len(spans)), key=lambda k: (-overlap[k], k))[:num_sentences]
-    return " ".join(source[spans[k][0]: spans[k][1]] for k in sorted(best))
+    overlap = [len(query & words) for _, words in sentences]
+    best = sorted(range(len(sentences)), key=lambda k: (-overlap[k], k))[:num_sentences]
+    return " ".join(sentences[k][0] for k in sorted(best))
+
+
+@lru_cache(maxsize=64)
+def source_sentences(source: str) -> tuple[tuple[str, frozenset[str]], ...]:
+    """The sentences of ``source`` with their content words (split once per source, not once per pair)."""
+    return tuple((source[a:b], frozenset(content_words(source[a:b]))) for a, b in split_sentences(source))

@@ -203,8 +203,12 @@ class QualsScorer:
         summary_contexts = [g.context for g in generations]
         long_sources = LongSourceProgress(self.config.show_progress)
         evidence = self.config.evidence_sentences  # None: every pair reads the whole source (its windows)
-        source_contexts = {} if evidence else {src: self._source_windows(src, long_sources)
-                                               for src in dict.fromkeys(sources)}
+        if evidence:
+            for i, (kept, _) in enumerate(per_summary):
+                for cand in kept:
+                    cand.payload["evidence"] = evidence_passage(sources[i], cand.question, cand.answer, evidence)
+        passages = self._passage_contexts([cand.payload["evidence"] for kept, _ in per_summary for cand in kept]
+                                          if evidence else sources, long_sources)
         jobs = []  # (summary index, kept index, context, target, window | "summary" | "prior")
         summary_lp: dict[tuple[int, int], torch.Tensor] = {}
         for i, (kept, _) in enumerate(per_summary):
@@ -218,11 +222,7 @@ class QualsScorer:
                     summary_lp[i, j] = generated  # raw log-probs of exactly these ids given the summary
                 elif self.config.ll_summary == "teacher_forced":
                     jobs.append((i, j, summary_contexts[i], target, "summary"))
-                if evidence:
-                    cand.payload["evidence"] = evidence_passage(sources[i], cand.question, cand.answer, evidence)
-                windows = (self._source_windows(cand.payload["evidence"], long_sources) if evidence
-                           else source_contexts[sources[i]])[0]
-                for w, window in enumerate(windows):
+                for w, window in enumerate(passages[cand.payload["evidence"] if evidence else sources[i]][0]):
                     jobs.append((i, j, window, target, w))
         logprobs = self._token_logprobs([(job[2], job[3]) for job in jobs], long_sources.add(len(jobs)))
         long_sources.close()
@@ -245,7 +245,7 @@ class QualsScorer:
             if evidence:  # the distinct passages its pairs were scored on
                 handling, windows_used = "evidence", len({cand.payload["evidence"] for cand in kept})
             else:
-                windows_used, windows_needed = len(source_contexts[sources[i]][0]), source_contexts[sources[i]][1]
+                windows_used, windows_needed = len(passages[sources[i]][0]), passages[sources[i]][1]
                 handling = ("full" if windows_needed == 1 else
                             "truncated" if windows_used < windows_needed else "windows")
             result = SummaryScore(
@@ -325,23 +325,30 @@ class QualsScorer:
             self._empty = self._encode([self.qagen.passage_windows("", self.max_source_tokens)[0]])[0]
         return self._empty
 
-    def _source_windows(self, source: str, long_sources: LongSourceProgress) -> tuple[list[Context], int]:
-        """Encoded windows of a source (only the first in 'truncate' mode) and the number of windows it needs.
+    def _passage_contexts(self, texts: list[str], long_sources: LongSourceProgress
+                          ) -> dict[str, tuple[list[Context], int]]:
+        """Each distinct text's encoded windows (only the first in 'truncate' mode) and the number it needs.
 
-        Kept in an LRU cache, so a source shared by several summaries is encoded once even across calls.
+        Texts not in the LRU cache are encoded together in budget-sized batches, so a source shared by several
+        summaries, or an evidence passage shared by several pairs, is encoded once, even across calls.
         """
-        entry = self.source_cache.get(source)
-        if entry is not None:
-            return entry
-        windows = self.qagen.passage_windows(source, self.max_source_tokens, self.config.window_overlap)
-        needed = len(windows)
-        if self.config.long_source == "truncate":
-            windows = windows[:1]
-        elif self.config.max_source_windows is not None:
-            windows = windows[: self.config.max_source_windows]
-        entry = (self._encode(windows, long_sources.add(len(windows), source_windows=len(windows))), needed)
-        self.source_cache.put(source, entry)
-        return entry
+        entries = {text: self.source_cache.get(text) for text in dict.fromkeys(texts)}
+        missing: dict[str, tuple[list[list[int]], int]] = {}
+        for text in [text for text, entry in entries.items() if entry is None]:
+            windows = self.qagen.passage_windows(text, self.max_source_tokens, self.config.window_overlap)
+            needed = len(windows)
+            if self.config.long_source == "truncate":
+                windows = windows[:1]
+            elif self.config.max_source_windows is not None:
+                windows = windows[: self.config.max_source_windows]
+            missing[text] = (windows, needed)
+        flat = [window for windows, _ in missing.values() for window in windows]
+        longest = max((len(windows) for windows, _ in missing.values()), default=0)
+        encoded = iter(self._encode(flat, long_sources.add(len(flat), source_windows=longest)))
+        for text, (windows, needed) in missing.items():
+            entries[text] = ([next(encoded) for _ in windows], needed)
+            self.source_cache.put(text, entries[text])
+        return entries
 
     # ------------------------------------------------------------------ batching
     def _encode(self, inputs: list[list[int]], progress: Callable[[int], object] | None = None) -> list[Context]:
