@@ -322,7 +322,7 @@ def main() -> None:
     print(f"\n{'row':<14} {'halluc. share':>16} {'QUALS':>14} {'ROUGE-1':>9} {'ROUGE-2':>9} {'ROUGE-L':>9} "
           f"{'words':>6}")
     for name, row in table.items():
-        h, q = row["hallucination_share"], row["quals"]
+        h, q = row["hallucination_share"], row["quals"] or {"mean": float("nan"), "min": 0.0, "max": 0.0}
         print(f"{name:<14} {h['mean']:>6.3f} [{h['min']:.3f},{h['max']:.3f}] {q['mean']:>6.3f} "
               f"[{q['max'] - q['min']:.3f}] {row['rouge1']['mean']:>9.2f} {row['rouge2']['mean']:>9.2f} "
               f"{row['rougeL']['mean']:>9.2f} {row['words']['mean']:>6.1f}")
