@@ -129,6 +129,7 @@ def test_evaluation_or_prediction_alone_needs_no_train_set(workspace, tmp_path, 
 
 def test_a_removed_source_column_is_refused_at_construction_with_the_fix(workspace, tmp_path, monkeypatch):
     with pytest.raises(ValueError, match=r"conseq_source_column='document' is not a column of train_dataset.*"
+                                         r"pass the untokenized data it read as conseq_text_dataset.*"
                                          r"remove_columns=\[c for c in column_names if c != 'document'\]"):
         run_script(workspace, tmp_path / "run", "--do_train", "--conseq_source_column", "document",
                    monkeypatch=monkeypatch)
@@ -139,3 +140,35 @@ def test_a_kept_source_column_reaches_the_scorer_as_raw_text(workspace, tmp_path
                          "--keep_text_columns", "true", "--conseq_source_column", "document",
                          monkeypatch=monkeypatch)
     assert results["train"]["train_loss"] > 0
+
+
+def test_the_untokenized_file_gives_the_scorer_raw_texts_with_no_script_change(workspace, tmp_path, monkeypatch):
+    """The script removed its text columns; naming the file it read brings the raw texts back, flags only."""
+    import trainer_ext.testing
+
+    seen: dict[str, set[str]] = {"summaries": set(), "sources": set()}
+    score = trainer_ext.testing.word_overlap_scorer
+
+    def recording_scorer(summaries, sources):
+        seen["summaries"].update(summaries)
+        seen["sources"].update(sources)
+        return score(summaries, sources)
+
+    monkeypatch.setattr(trainer_ext.testing, "word_overlap_scorer", recording_scorer)
+    results = run_script(workspace, tmp_path / "run", "--do_train", "--max_steps", "1", "--save_strategy", "no",
+                         "--conseq_text_dataset", str(workspace / "train.jsonl"), "--conseq_source_column",
+                         "document", "--conseq_summary_column", "summary", monkeypatch=monkeypatch)
+    rows = [json.loads(line) for line in (workspace / "train.jsonl").read_text().splitlines()]
+    assert results["train"]["train_loss"] > 0
+    assert seen["sources"] == {r["document"] for r in rows}  # the raw documents, every one, nothing decoded
+    assert {r["summary"] for r in rows} <= seen["summaries"]  # references are scored beside the candidates
+
+
+def test_an_untokenized_file_in_another_order_is_refused_naming_the_row(workspace, tmp_path, monkeypatch):
+    lines = (workspace / "train.jsonl").read_text().splitlines()
+    shuffled = tmp_path / "shuffled.jsonl"
+    shuffled.write_text("".join(line + "\n" for line in reversed(lines)))
+    with pytest.raises(ValueError, match=r"conseq_text_dataset row \d+ does not match training row \d+: its "
+                                         r"'document' begins .*same split, same order"):
+        run_script(workspace, tmp_path / "run", "--do_train", "--conseq_text_dataset", str(shuffled),
+                   "--conseq_source_column", "document", monkeypatch=monkeypatch)

@@ -78,3 +78,22 @@ def test_a_decoder_only_summarizer_needs_the_raw_source_column(tmp_path):
     with pytest.raises(ValueError, match="input_ids hold its prompt .* set conseq_source_column"):
         ContrastiveTrainer(model=model, args=make_args(tmp_path, conseq_source_column=None), train_dataset=dataset,
                            processing_class=tokenizer, scorer=word_overlap_scorer)
+
+
+def test_raw_texts_from_an_aligned_text_dataset_behind_chat_prompts():
+    """A decoder-only summarizer's input_ids are a whole chat prompt; the alignment check still finds each document in
+    its prompt, and the scorer gets the raw texts back; too few rows are refused."""
+    from trainer_ext.testing import synthetic_documents
+    from trainer_ext.texts import DocumentTexts
+
+    _, tokenizer, dataset = tiny_causal_summarization_task(6)
+    tokenized = dataset.remove_columns(["document", "summary"])
+    raw = synthetic_documents(6)
+    texts = DocumentTexts(tokenized, tokenizer, "document", "summary", raw)
+    _, sources, references = texts([0, 5])
+    assert sources == [raw[0]["document"], raw[5]["document"]]
+    assert references == [raw[0]["summary"], raw[5]["summary"]]
+    with pytest.raises(ValueError, match="conseq_text_dataset has 5 rows, fewer than the 6 training rows"):
+        DocumentTexts(tokenized, tokenizer, "document", None, raw.select(range(5)))
+    with pytest.raises(ValueError, match="conseq_text_dataset row 0 does not match training row 0"):
+        DocumentTexts(tokenized, tokenizer, "document", None, synthetic_documents(6, seed=1))

@@ -43,7 +43,8 @@ class RoundDependencies:
     tokenizer: Any
     accelerator: Any  # rank, device, gather
     example_ids: list[str]  # training documents, in dataset order
-    document_texts: Callable[[list[int]], tuple[list[list[int]], list[str], list[str]]]  # positions -> inputs, texts
+    # positions -> inputs, sources, references (trainer_ext.texts.DocumentTexts); None without a train set
+    document_texts: Callable[[list[int]], tuple[list[list[int]], list[str], list[str]]] | None
     model: Callable[[], torch.nn.Module]  # the unwrapped model as it is at round time
     log: Callable[[dict[str, float]], None]
 

@@ -33,7 +33,8 @@ class ContrastiveTrainingArguments(Seq2SeqTrainingArguments):
     conseq_num_candidates, conseq_regenerate_every_epochs, conseq_candidates_file, conseq_generation_kwargs,
     conseq_generation_batch_size, conseq_scoring_batch_size
     > Dataset columns
-    conseq_id_column, conseq_source_column, conseq_summary_column
+    conseq_id_column, conseq_source_column, conseq_summary_column, conseq_text_dataset, conseq_text_dataset_config,
+    conseq_text_dataset_split
     > Selection of S+ and S-
     conseq_selection_mode, conseq_negative_fraction, conseq_positive_fraction
     > Loss
@@ -67,6 +68,14 @@ class ContrastiveTrainingArguments(Seq2SeqTrainingArguments):
         "help": "Text column of the source document given to the scorer (None: decode input_ids)."})
     conseq_summary_column: str | None = field(default=None, metadata={
         "help": "Text column of the reference summary given to the scorer (None: decode labels)."})
+    conseq_text_dataset: str | None = field(default=None, metadata={
+        "help": "Untokenized training data holding conseq_source_column / conseq_summary_column when the training "
+                "rows lost them in tokenization: a data file (json, jsonl, csv, parquet, txt) or a dataset name or "
+                "folder for datasets.load_dataset. Row i must be training row i (checked on a sample of rows)."})
+    conseq_text_dataset_config: str | None = field(default=None, metadata={
+        "help": "Configuration name of conseq_text_dataset (a dataset name only)."})
+    conseq_text_dataset_split: str = field(default="train", metadata={
+        "help": "Split of conseq_text_dataset (a dataset name only; a data file is its own split)."})
 
     # > Selection
     conseq_selection_mode: Literal["paired", "unpaired"] = field(default="paired", metadata={
@@ -121,6 +130,10 @@ class ContrastiveTrainingArguments(Seq2SeqTrainingArguments):
                               ("conseq_selection_mode", ("paired", "unpaired"))):
             if getattr(self, name) not in allowed:
                 raise ValueError(f"{name} must be one of {', '.join(map(repr, allowed))}, got {getattr(self, name)!r}")
+        if self.conseq_text_dataset is not None and self.conseq_source_column is None and \
+                self.conseq_summary_column is None:
+            raise ValueError("conseq_text_dataset needs conseq_source_column and/or conseq_summary_column: the "
+                             "columns to read from it")
         if self.conseq_regenerate_every_epochs < 0:
             raise ValueError("conseq_regenerate_every_epochs must be >= 0 (0 = generate once)")
         for name in ("conseq_negative_fraction", "conseq_positive_fraction"):

@@ -49,24 +49,6 @@ def with_example_ids(dataset, id_column: str):
     return dataset
 
 
-def check_text_columns(dataset, columns: dict[str, str | None]) -> None:
-    """Refuse, at construction, a ``conseq_*_column`` that the training rows do not have.
-
-    ``columns`` maps each argument's name to the column it names (``None``: decode the token ids instead). A script
-    shaped like ``run_summarization.py`` removes its text columns in ``.map(remove_columns=...)``; the message says
-    how to keep one.
-    """
-    available = list(dataset.column_names) if hasattr(dataset, "column_names") else (
-        list(dataset[0]) if len(dataset) else [])
-    for argument, column in columns.items():
-        if column is not None and column not in available:
-            raise ValueError(
-                f"{argument}={column!r} is not a column of train_dataset (it has {available}). If the script's "
-                f"tokenization removed it (.map(..., remove_columns=column_names)), keep it: remove_columns="
-                f"[c for c in column_names if c != {column!r}]; or set {argument}=None to give the scorer the decoded "
-                "token ids (lower-cased, truncated text for some tokenizers).")
-
-
 def example_ids(dataset, id_column: str) -> list[str]:
     """The ids of all examples, as strings, in dataset order."""
     if hasattr(dataset, "column_names"):

@@ -40,11 +40,12 @@ from trainer_ext.callback import CandidateRegenerationCallback, RoundDependencie
 from trainer_ext.candidates import STORE_FILE, CandidateStore
 from trainer_ext.collator import ContrastiveCollator
 from trainer_ext.config import ContrastiveTrainingArguments
-from trainer_ext.data import DropColumnsCollator, check_text_columns, example_ids, with_example_ids
+from trainer_ext.data import DropColumnsCollator, example_ids, with_example_ids
 from trainer_ext.losses import IGNORE_INDEX
 from trainer_ext.objectives import ConseqObjective, objective_from_args
 from trainer_ext.scorers import as_score_function
 from trainer_ext.summarizers import CausalSummarizer, summarizer_kind
+from trainer_ext.texts import DocumentTexts, load_text_dataset
 
 
 logger = logging.getLogger(__name__)
@@ -86,15 +87,20 @@ class ContrastiveTrainer(Seq2SeqTrainer):
             if train_dataset is not None and args.conseq_source_column is None:
                 raise ValueError("A decoder-only summarizer's input_ids hold its prompt (template and instruction), "
                                  "not the source the scorer needs: set conseq_source_column to the raw document "
-                                 "column.")
+                                 "column (of the training rows, or of conseq_text_dataset when tokenization removed "
+                                 "it).")
         if train_dataset is not None and args.conseq_source_column is None:
             logger.warning("conseq_source_column is not set: the scorer reads each source as the tokenizer decodes "
-                           "input_ids (truncated to the model's input, lower-cased by some tokenizers). Keep the raw "
-                           "document column in the training rows and name it to score against the full text.")
-        if train_dataset is not None:  # evaluation- or prediction-only runs need none, as with Seq2SeqTrainer
+                           "input_ids (truncated to the model's input, lower-cased by some tokenizers). To score "
+                           "against the full text, name the raw document column: of the training rows, or of the "
+                           "untokenized data given as conseq_text_dataset.")
+        document_texts = None  # evaluation- or prediction-only runs need no train set, as with Seq2SeqTrainer
+        if train_dataset is not None:
             train_dataset = with_example_ids(train_dataset, args.conseq_id_column)
-            check_text_columns(train_dataset, {"conseq_source_column": args.conseq_source_column,
-                                               "conseq_summary_column": args.conseq_summary_column})
+            text_dataset = None if args.conseq_text_dataset is None else load_text_dataset(
+                args.conseq_text_dataset, args.conseq_text_dataset_config, args.conseq_text_dataset_split)
+            document_texts = DocumentTexts(train_dataset, processing_class, args.conseq_source_column,
+                                           args.conseq_summary_column, text_dataset)
         base_collator = data_collator or DataCollatorForSeq2Seq(processing_class, model=model)
         extra_columns = {args.conseq_id_column, args.conseq_source_column, args.conseq_summary_column} - {None}
         super().__init__(model=model, args=args, train_dataset=train_dataset,
@@ -121,7 +127,7 @@ class ContrastiveTrainer(Seq2SeqTrainer):
         self.regeneration_callback = CandidateRegenerationCallback(RoundDependencies(
             args=self.args, store=self.candidate_store, objective=self.objective, score_function=self.score_function,
             kind=self.kind, tokenizer=processing_class, accelerator=self.accelerator, example_ids=self.example_ids,
-            document_texts=self.document_texts, model=lambda: self.accelerator.unwrap_model(self.model_wrapped),
+            document_texts=document_texts, model=lambda: self.accelerator.unwrap_model(self.model_wrapped),
             log=self.log))
         self.add_callback(self.regeneration_callback)
         self._loss_components: dict[str, list[float]] = defaultdict(list)
@@ -144,20 +150,6 @@ class ContrastiveTrainer(Seq2SeqTrainer):
             return super().get_train_dataloader()
         finally:
             self.data_collator = evaluation_collator
-
-    def document_texts(self, positions: list[int]) -> tuple[list[list[int]], list[str], list[str]]:
-        """(input ids, source text, reference text) of training documents, by dataset position."""
-        args, tokenizer = self.args, self.processing_class
-        inputs, sources, references = [], [], []
-        for position in positions:
-            row = self.train_dataset[position]
-            input_ids = list(row["input_ids"])
-            inputs.append(input_ids)
-            sources.append(row[args.conseq_source_column] if args.conseq_source_column else
-                           tokenizer.decode(input_ids, skip_special_tokens=True))
-            references.append(row[args.conseq_summary_column] if args.conseq_summary_column else tokenizer.decode(
-                [t for t in row["labels"] if t != IGNORE_INDEX], skip_special_tokens=True))
-        return inputs, sources, references
 
     def create_optimizer(self, model=None):
         """The stock optimizer, whose ``step`` is skipped when no document of the accumulated batch trains.
