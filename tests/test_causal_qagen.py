@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+import warnings
 
 import pytest
 import torch
@@ -211,7 +212,10 @@ def test_lora_training_writes_an_adapter_that_loads_by_path(tokenizer, tmp_path)
     assert saved["model"] == str(base) and saved["chat"] is True
     log = json.loads((out / "training_log.json").read_text())
     assert any("eval_loss" in row for row in log) and any("loss" in row for row in log)
-    tuned = load_qagen(resolve_format(None, str(out)), "cpu")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        tuned = load_qagen(resolve_format(None, str(out)), "cpu")
+    assert not [w for w in caught if "is_gradient_checkpointing" in str(w.message)]  # peft's, kept from users
     plain = load_qagen(resolve_format(None, str(base)), "cpu")
     assert tuned.format.adapter == str(out)
     target = tuned.target("who visited paris ?", "alice")

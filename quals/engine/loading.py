@@ -7,6 +7,7 @@ fail-fast-offline rules every load keeps: ``quals.engine.weights``.
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import torch
@@ -89,4 +90,6 @@ def _with_adapter(model, adapter: str, allow_pickle: bool):
         raise ModelLoadError(pickle_refusal(adapter) if (Path(adapter) / "adapter_model.bin").is_file() else
                              f"{adapter} has no adapter_model.safetensors")
     safe_weights(allow_pickle)  # warns when pickles are allowed
-    return PeftModel.from_pretrained(model, adapter).merge_and_unload()
+    with warnings.catch_warnings():  # peft 0.21 reads the attribute transformers 5 deprecated; not the user's concern
+        warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
+        return PeftModel.from_pretrained(model, adapter).merge_and_unload()
