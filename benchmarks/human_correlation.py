@@ -46,7 +46,7 @@ import numpy as np
 from agreement import calibration_cv, correlations  # benchmarks/agreement.py, beside this script
 from sklearn.metrics import roc_auc_score
 
-from quals import Calibration, QAPair, QualsConfig, QualsScorer, resolve_format, sentence_scores
+from quals import Calibration, QAPair, QualsConfig, QualsScorer, resolve_format, sentence_scores, summary_quals
 
 
 PUBLISHED = {"QAGS (Wang et al. 2020)": {"qags-c": {"pearson": 0.545}, "qags-x": {"pearson": 0.175}}}
@@ -181,24 +181,33 @@ def score_cached(rows: list[dict], config: QualsConfig, path: Path, batch: int) 
 
 
 def variant_pairs(record: dict, tokens: str, reference: str) -> list[QAPair]:
-    """The kept pairs of a recorded result, each with its QUALS under one variant (``score_tokens``, reference)."""
+    """The kept pairs of a recorded result, each with its QUALS under one variant (``score_tokens``, reference; a
+    sentence pair always compares its answer tokens, as the scorer does)."""
     pairs = []
     for p in record.get("pairs") or []:
-        start = p["answer_start"] if tokens == "answer" else 0
+        start = p["answer_start"] if tokens == "answer" or p.get("sentence_pair") else 0
         other = p["summary_logprobs"] if reference == "summary" else p["prior_logprobs"]
         quals = float(np.mean(p["source_logprobs"][start:]) - np.mean(other[start:]))
         pairs.append(QAPair(**{**{k: p[k] for k in QAPAIR_FIELDS if k in p}, "quals": quals}))
     return pairs
 
 
-def variant_scores(records: list[dict]) -> dict[str, list[float | None]]:
-    """Every named variant of QUALS (and LL_source alone) from the recorded per-token log-probabilities."""
+def variant_scores(records: list[dict], rows: list[dict]) -> dict[str, list[float | None]]:
+    """Every named variant of QUALS (and LL_source alone) from the recorded per-token log-probabilities; a run with
+    ``sentence_pairs`` also gives each variant from its QA pairs only (the same pass without the sentence pairs)."""
     out: dict[str, list[float | None]] = {}
+    with_sentences = any(p.get("sentence_pair") for r in records for p in r.get("pairs") or [])
     for name, (tokens, reference) in VARIANTS.items():
         per_record = [variant_pairs(record, tokens, reference) for record in records]
-        out[f"QUALS {name}"] = [float(np.mean([p.quals for p in pairs])) if pairs else None for pairs in per_record]
-    out["LL_source (pair)"] = [float(np.mean([np.mean(p["source_logprobs"]) for p in r["pairs"]])) if r.get("pairs")
-                               else None for r in records]
+        out[f"QUALS {name}"] = [summary_quals(row["summary"], pairs) for pairs, row in zip(per_record, rows,
+                                                                                             strict=True)]
+        if with_sentences:
+            qa_only = [[p for p in pairs if not p.sentence_pair] for pairs in per_record]
+            out[f"QUALS {name}, QA pairs only"] = [summary_quals(row["summary"], pairs) for pairs, row in
+                                                   zip(qa_only, rows, strict=True)]
+    out["LL_source (pair)"] = [float(np.mean(lls)) if (lls := [np.mean(p["source_logprobs"]) for p in r["pairs"] or []
+                                                             if not p.get("sentence_pair")]) else None
+                               for r in records]
     return out
 
 
@@ -209,9 +218,9 @@ def sentence_auc(records: list[dict], rows: list[dict], variant: str) -> dict:
     scores, votes, own = [], [], 0
     for record, row in zip(records, rows, strict=True):
         pairs = variant_pairs(record, tokens, reference)
-        summary_quals = float(np.mean([p.quals for p in pairs])) if pairs else None
         spans = [span for span, _ in row["sentences"]]
-        for sentence, (_, vote) in zip(sentence_scores(row["summary"], pairs, summary_quals, spans),
+        for sentence, (_, vote) in zip(sentence_scores(row["summary"], pairs, summary_quals(row["summary"], pairs),
+                                                       spans),
                                        row["sentences"], strict=True):
             scores.append(sentence.quals)
             votes.append(vote)
@@ -281,7 +290,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{name}: {label}", flush=True)
             records, stats = score_cached(rows, config, cache_file(Path(args.cache), name, config), args.batch)
             entry.setdefault("runs", {})[label] = {**stats, "overrides": overrides, "model": args.model}
-            variants = variant_scores(records)
+            variants = variant_scores(records, rows)
             metrics.update({f"{label}: {k}": v for k, v in variants.items()})
             default = default_variant(preset, overrides)
             if all(r["label"] is not None for r in rows):

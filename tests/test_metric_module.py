@@ -137,3 +137,14 @@ def test_evidence_sentences_is_a_load_time_setting_and_equals_the_engine(in_repo
     assert kept and all(pair["evidence"] in long_source for pair in kept)  # what each pair was checked against
     whole = evaluate.load("metrics/quals", model=trained_qagen_path, device="cpu")
     assert out["quals"] != pytest.approx(whole.compute(predictions=summaries, sources=[long_source] * 2)["quals"])
+
+
+def test_sentence_pairs_is_a_load_time_setting_and_equals_the_engine(in_repo, trained_qagen_path):
+    from quals import QualsScorer
+
+    summaries = ["alice visited paris on monday . bob stayed in oslo .", "bob visited paris on monday ."]
+    metric = evaluate.load("metrics/quals", model=trained_qagen_path, device="cpu", sentence_pairs=True)
+    out = metric.compute(predictions=summaries, sources=[SOURCE] * 2, return_qa_pairs=True)
+    engine = QualsScorer(model=trained_qagen_path, device="cpu", show_progress=False, sentence_pairs=True)
+    assert out["quals"] == pytest.approx(engine.quals(summaries, [SOURCE] * 2), abs=1e-6)
+    assert [sum(p["sentence_pair"] for p in summary["kept"]) for summary in out["qa_pairs"]] == [2, 1]

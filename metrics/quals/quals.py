@@ -80,6 +80,9 @@ Load-time keyword arguments (`evaluate.load("metrics/quals", config_name=..., **
     evidence_sentences: score each QA pair on the K source sentences nearest to it instead of the whole source
         (a named variant, default `None`: the whole source; docs/human_correlation.md). A preset's calibration
         does not apply to it (`probability` is `None` unless `calibration` is fitted with it).
+    sentence_pairs: `True` also scores each summary sentence as one pair (a fixed question, the sentence as its
+        answer), so every sentence is checked, and QUALS becomes the mean over sentences (a named variant, default
+        `False`: the paper's mean over QA pairs; docs/human_correlation.md). No preset calibration applies to it.
     calibration: a calibration JSON written by `quals calibrate` (default: the preset's own, if it has one).
 Returns:
     quals (`list` of `float` or `None`): QUALS of each summary; `None` where no QA pair survived filtering
@@ -92,10 +95,10 @@ Returns:
         `None` for presets without one, and for unscored summaries).
     consistent (`list` of `bool` or `None`): probability at or above the calibration's threshold.
     qa_pairs (`list` of `dict`): only with `return_qa_pairs=True`, per summary: `kept` pairs (question, answer,
-        ll_source, ll_summary, quals, per-token log-probabilities, and with `evidence_sentences` the source
-        sentences each was scored on), `rejected` pairs with reasons, `spans` (the
-        summary's characters the pairs asked about, least supported first: start, end, text, quals) and
-        `sentences` (start, end, text, quals per sentence).
+        ll_source, ll_summary, quals, per-token log-probabilities, with `evidence_sentences` the source
+        sentences each was scored on, and `sentence_pair` true for a sentence pair), `rejected` pairs with
+        reasons, `spans` (the summary's characters the pairs asked about, least supported first: start, end,
+        text, quals) and `sentences` (start, end, text, quals per sentence).
 Examples:
     A faithful summary scores above one with a swapped entity. This example uses a tiny QAGen trained on a
     synthetic world, so it runs offline in seconds; real use loads a preset such as `lmqg-t5-base`.
@@ -118,12 +121,13 @@ Examples:
 @evaluate.utils.file_utils.add_start_docstrings(_DESCRIPTION, _KWARGS_DESCRIPTION)
 class Quals(evaluate.Metric):
     def __init__(self, *args, model=None, gguf_file=None, device=None, dtype="float32", parity=False,
-                 evidence_sentences=None, calibration=None, **kwargs):
+                 evidence_sentences=None, sentence_pairs=False, calibration=None, **kwargs):
         super().__init__(*args, **kwargs)
         preset = None if self.config_name == "default" and model is not None else self.config_name
         make_config = quals_engine.QualsConfig.paper_parity if parity else quals_engine.QualsConfig
         self.quals_config = make_config(preset=preset, model=model, gguf_file=gguf_file, device=device, dtype=dtype,
-                                        evidence_sentences=evidence_sentences, calibration=calibration)
+                                        evidence_sentences=evidence_sentences, sentence_pairs=sentence_pairs,
+                                        calibration=calibration)
         self.qa_format = quals_engine.resolve_format(preset, model, gguf_file=gguf_file)  # fails on unknown presets
         self.presets = sorted(quals_engine.all_presets())  # every preset name config_name accepts ...
         self.bundled_presets = sorted(set(self.presets) - set(quals_engine.PRESETS))  # ... those shipped inside

@@ -7,7 +7,15 @@ training); docs/architecture.md draws the rooms and the direction of their impor
 from quals.engine.calibration import Calibration
 from quals.engine.config import QualsConfig
 from quals.engine.diverse_beam_search import DiverseBeamOutput, KeepAllRows, diverse_beam_search
-from quals.engine.explain import SentenceScore, Span, answer_span, merge_spans, sentence_scores, split_sentences
+from quals.engine.explain import (
+    SentenceScore,
+    Span,
+    answer_span,
+    merge_spans,
+    sentence_scores,
+    split_sentences,
+    summary_quals,
+)
 from quals.engine.filtering import Candidate, Rejection, filter_pairs, normalize
 from quals.engine.formats import PRESETS, QAFormat
 from quals.engine.inputs import input_error
@@ -56,4 +64,5 @@ __all__ = [
     "save_qagen",
     "sentence_scores",
     "split_sentences",
+    "summary_quals",
 ]

@@ -20,8 +20,8 @@ class QualsConfig:
     > Question-answer generation (diverse beam search)
     num_beam_groups, diversity_penalty, penalty_candidates, min_new_tokens, max_new_tokens
     > Filtering and scoring
-    filter_mode, max_pairs, ll_summary, score_tokens, ll_reference, evidence_sentences, long_source, window_overlap,
-    max_source_tokens, max_source_windows
+    filter_mode, max_pairs, ll_summary, score_tokens, ll_reference, evidence_sentences, sentence_pairs, long_source,
+    window_overlap, max_source_tokens, max_source_windows
     > Refusals and calibration
     min_script_share, max_unknown_share, calibration
     > Throughput
@@ -64,6 +64,11 @@ class QualsConfig:
         "help": "Score each pair given the K source sentences that share the most content words with it (question "
                 "and answer), in source order, instead of the whole source (the paper; None): LL_source then "
                 "reflects the pair's facts, not the source's length and other topics (quals.engine.evidence)."})
+    sentence_pairs: bool = field(default=False, metadata={
+        "help": "Also score each summary sentence as one pair (a fixed question, the sentence as its answer; its "
+                "answer tokens compared), so every sentence is checked, not only the facts the QAGen asked about. "
+                "QUALS is then the mean over sentences of (the mean of the sentence's QA pairs + its sentence pair) "
+                "/ 2 (quals.engine.explain.summary_quals); False: the paper's mean over QA pairs."})
     long_source: Literal["windows", "truncate"] = field(default="windows", metadata={
         "help": "Sources over the input limit: best of overlapping windows (default) or truncation (parity)."})
     window_overlap: float = field(default=0.25, metadata={"help": "Overlap between consecutive source windows."})
@@ -104,6 +109,8 @@ class QualsConfig:
             raise ValueError(f"max_source_windows must be positive or None, got {self.max_source_windows}")
         if self.evidence_sentences is not None and self.evidence_sentences < 1:
             raise ValueError(f"evidence_sentences must be positive or None, got {self.evidence_sentences}")
+        if self.sentence_pairs and self.ll_summary != "teacher_forced":
+            raise ValueError("sentence_pairs needs ll_summary='teacher_forced' (a sentence pair has no search score)")
         if not (0 <= self.min_script_share <= 1 and 0 <= self.max_unknown_share <= 1):
             raise ValueError("min_script_share and max_unknown_share must be in [0, 1]")
         if not 0 <= self.window_overlap < 1:
@@ -113,7 +120,8 @@ class QualsConfig:
     def paper_parity(cls, **overrides) -> QualsConfig:
         """The released code's choices: reference filter, penalized LL_summary, truncation, fairseq penalty."""
         settings = {"filter_mode": "reference", "ll_summary": "search", "score_tokens": "pair",
-                    "ll_reference": "summary", "evidence_sentences": None, "long_source": "truncate",
+                    "ll_reference": "summary", "evidence_sentences": None, "sentence_pairs": False,
+                    "long_source": "truncate",
                     "penalty_candidates": 2, "num_beam_groups": 60, "diversity_penalty": 0.5, "min_new_tokens": 8,
                     "max_new_tokens": 60, "max_pairs": 10}
         return cls(**{**settings, **overrides})
@@ -135,10 +143,10 @@ class QualsConfig:
 
 # Settings added after fingerprints were first stored: left out at their default (which scores as before), so the
 # fingerprints of earlier runs and shards stay valid.
-ADDED_SETTINGS = ("evidence_sentences",)
+ADDED_SETTINGS = ("evidence_sentences", "sentence_pairs")
 CALIBRATED_SETTINGS = ("num_beam_groups", "diversity_penalty", "penalty_candidates", "min_new_tokens",
                        "max_new_tokens", "filter_mode", "max_pairs", "ll_summary", "score_tokens", "ll_reference",
-                       "evidence_sentences", "long_source", "window_overlap", "max_source_tokens",
+                       "evidence_sentences", "sentence_pairs", "long_source", "window_overlap", "max_source_tokens",
                        "max_source_windows")
 
 

@@ -9,7 +9,10 @@ Every kept QA pair has an answer that occurs in the summary (the filter checked 
   supported claim), and the list is least supported first.
 - ``split_sentences`` and ``sentence_scores``: a score per sentence, the mean gap of the pairs whose answer lies in
   it. A sentence no kept pair asked about gets the summary's QUALS, marked ``from_summary`` (it was not checked on
-  its own).
+  its own). With ``QualsConfig.sentence_pairs`` a sentence also has its own sentence pair (its whole text as an
+  answer), and its score is the mean of (the mean of its QA pairs, its sentence pair).
+- ``summary_quals``: the summary's QUALS from its pairs: their mean (the paper), or with sentence pairs the mean
+  over the sentences that have a pair of their scores (each sentence counts once, as in per-sentence human labels).
 
 Offsets are Python string indices into the summary exactly as given, so ``summary[start:end]`` is the span's text
 (any Unicode included).
@@ -41,7 +44,8 @@ WORD = re.compile(r"[^\W_]+")  # a word: letters and digits of any script
 
 @dataclass
 class Span:
-    """Characters ``start:end`` of the summary, the QA pairs whose answers cover them, and their lowest gap."""
+    """Characters ``start:end`` of the summary, the QA pairs whose answers cover them, and their lowest gap (sentence
+    pairs, whose answer is a whole sentence, are not spans)."""
 
     start: int
     end: int
@@ -52,8 +56,8 @@ class Span:
 
 @dataclass
 class SentenceScore:
-    """One sentence (characters ``start:end``) and its QUALS: the mean gap of the pairs answered in it, or the
-    summary's QUALS when none was (``from_summary``)."""
+    """One sentence (characters ``start:end``) and its QUALS: the mean gap of the QA pairs answered in it (averaged
+    with its sentence pair's, when there is one), or the summary's QUALS when it has no pair (``from_summary``)."""
 
     start: int
     end: int
@@ -110,7 +114,8 @@ def answer_span(summary: str, answer: str, question: str = "") -> tuple[int, int
 
 def merge_spans(summary: str, pairs: list[QAPair]) -> list[Span]:
     """The summary's spans that kept pairs asked about, overlapping ones merged, least supported first."""
-    located = sorted(((span, pair) for pair in pairs if (span := answer_span(summary, pair.answer, pair.question))),
+    located = sorted(((span, pair) for pair in pairs
+                      if not pair.sentence_pair and (span := answer_span(summary, pair.answer, pair.question))),
                      key=lambda item: item[0])
     merged: list[Span] = []
     for (start, end), pair in located:
@@ -128,16 +133,41 @@ def sentence_scores(summary: str, pairs: list[QAPair], summary_quals: float | No
                     sentences: list[tuple[int, int]] | None = None) -> list[SentenceScore]:
     """A score per sentence of the summary (see the module docstring); ``sentences``: given sentence spans
     instead of ``split_sentences``."""
-    gaps: dict[int, list[float]] = {}
+    gaps: dict[int, list[float]] = {}  # QA pairs answered in sentence k
+    own: dict[int, list[float]] = {}  # sentence pairs of sentence k
     sentences = split_sentences(summary) if sentences is None else sentences
     for pair in pairs:
         span = answer_span(summary, pair.answer, pair.question)
         if span is not None:
             k = next((k for k, (a, b) in enumerate(sentences) if a <= span[0] < b), None)
             if k is not None:
-                gaps.setdefault(k, []).append(pair.quals)
-    return [SentenceScore(a, b, summary[a:b], sum(gaps[k]) / len(gaps[k]) if k in gaps else summary_quals,
-                          len(gaps.get(k, [])), k not in gaps) for k, (a, b) in enumerate(sentences)]
+                (own if pair.sentence_pair else gaps).setdefault(k, []).append(pair.quals)
+    out = []
+    for k, (a, b) in enumerate(sentences):
+        parts = [sum(v) / len(v) for v in (gaps.get(k), own.get(k)) if v]
+        out.append(SentenceScore(a, b, summary[a:b], sum(parts) / len(parts) if parts else summary_quals,
+                                 len(gaps.get(k, [])) + len(own.get(k, [])), not parts))
+    return out
+
+
+def summary_quals(summary: str, pairs: list[QAPair]) -> float | None:
+    """The summary's QUALS: the mean over its pairs (the paper), or, when it has sentence pairs
+    (``QualsConfig.sentence_pairs``), the mean over its sentences that have a pair of their ``sentence_scores``;
+    ``None`` without pairs.
+
+    >>> qa = QAPair("Who won?", "Smith", -1.0, 0.0, 0.0, [], [], [])
+    >>> whole = QAPair("What does the passage say?", "Smith won.", -3.0, 0.0, 0.0, [], [], [], sentence_pair=True)
+    >>> summary_quals("Smith won. It rained.", [qa])
+    -1.0
+    >>> summary_quals("Smith won. It rained.", [qa, whole])   # one sentence with pairs: (-1 + -3) / 2
+    -2.0
+    """
+    if not pairs:
+        return None
+    if not any(pair.sentence_pair for pair in pairs):
+        return sum(pair.quals for pair in pairs) / len(pairs)
+    scored = [s.quals for s in sentence_scores(summary, pairs, None) if not s.from_summary]
+    return sum(scored) / len(scored) if scored else None
 
 
 def _trimmed(text: str, start: int, end: int) -> tuple[int, int]:

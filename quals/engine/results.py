@@ -32,6 +32,7 @@ class QAPair:
     ll_prior: float | None = None  # the same given no passage (computed with ll_reference="no_passage")
     prior_logprobs: list[float] | None = None
     evidence: str | None = None  # the source sentences the pair was scored on (QualsConfig.evidence_sentences)
+    sentence_pair: bool = False  # a summary sentence as the answer to a fixed question (QualsConfig.sentence_pairs)
 
 
 @dataclass

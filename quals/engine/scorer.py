@@ -29,7 +29,7 @@ from quals.engine.calibration import Calibration
 from quals.engine.config import QualsConfig
 from quals.engine.diverse_beam_search import diverse_beam_search
 from quals.engine.evidence import evidence_passage
-from quals.engine.explain import merge_spans, sentence_scores
+from quals.engine.explain import merge_spans, sentence_scores, split_sentences, summary_quals
 from quals.engine.filtering import Candidate, Rejection, filter_pairs
 from quals.engine.inputs import as_list, input_error, unreadable_reason
 from quals.engine.loading import load_qagen, resolve_format
@@ -49,6 +49,9 @@ class Generation:
     sequences: list[tuple[list[int], torch.Tensor, torch.Tensor]]  # per group: ids, raw and penalized log-probs [T]
     candidates: list[Candidate]
     unparseable: list[Rejection]
+
+
+SENTENCE_QUESTION = "What does the passage say?"  # the question of a sentence pair (QualsConfig.sentence_pairs)
 
 
 class QualsScorer:
@@ -192,6 +195,10 @@ class QualsScorer:
         """Stage 2: the pairs QUALS keeps for a summary (``filter_mode``, ``max_pairs``), and the rejected ones."""
         kept, rejected = filter_pairs(generation.candidates, generation.summary, self.config.filter_mode,
                                       self.config.max_pairs)
+        if self.config.sentence_pairs:  # every sentence as the answer to SENTENCE_QUESTION (not filtered, not capped)
+            kept = kept + [Candidate(SENTENCE_QUESTION, generation.summary[a:b], 0.0, 0.0,
+                                     {"target": self.qagen.target(SENTENCE_QUESTION, generation.summary[a:b]),
+                                      "sentence_pair": True}) for a, b in split_sentences(generation.summary)]
         return kept, generation.unparseable + rejected
 
     def score_pairs(self, generations: list[Generation], selections: list[tuple[list[Candidate], list[Rejection]]],
@@ -206,7 +213,8 @@ class QualsScorer:
         if evidence:
             for i, (kept, _) in enumerate(per_summary):
                 for cand in kept:
-                    cand.payload["evidence"] = evidence_passage(sources[i], cand.question, cand.answer, evidence)
+                    question = "" if cand.payload.get("sentence_pair") else cand.question  # the fixed one says nothing
+                    cand.payload["evidence"] = evidence_passage(sources[i], question, cand.answer, evidence)
         passages = self._passage_contexts([cand.payload["evidence"] for kept, _ in per_summary for cand in kept]
                                           if evidence else sources, long_sources)
         jobs = []  # (summary index, kept index, context, target, window | "summary" | "prior")
@@ -250,7 +258,7 @@ class QualsScorer:
                             "truncated" if windows_used < windows_needed else "windows")
             result = SummaryScore(
                 index=i,
-                quals=sum(p.quals for p in pairs) / len(pairs) if pairs else None,
+                quals=summary_quals(generations[i].summary, pairs),
                 num_pairs=len(pairs),
                 num_generated=self.num_groups,
                 source_handling=handling,
@@ -268,8 +276,10 @@ class QualsScorer:
         return results
 
     def _mean(self, logprobs: torch.Tensor, cand: Candidate) -> float:
-        """Mean log-likelihood of the scored tokens: all of them, or the answer's (``score_tokens``)."""
-        start = cand.payload["answer_start"] if self.config.score_tokens == "answer" else 0
+        """Mean log-likelihood of the scored tokens: all of them, or the answer's (``score_tokens``; always the
+        answer's for a sentence pair, whose question is fixed)."""
+        answer_only = self.config.score_tokens == "answer" or cand.payload.get("sentence_pair", False)
+        start = cand.payload["answer_start"] if answer_only else 0
         return float(logprobs[start:].mean())
 
     def _pair(self, cand: Candidate, source: tuple[torch.Tensor, int], summary_lp: torch.Tensor | None,
@@ -287,7 +297,7 @@ class QualsScorer:
                       summary_logprobs=summary_lp.tolist(), search_score=cand.payload.get("search_score"),
                       source_window=window, answer_start=cand.payload["answer_start"], ll_prior=ll_prior,
                       prior_logprobs=None if prior_lp is None else prior_lp.tolist(),
-                      evidence=cand.payload.get("evidence"))
+                      evidence=cand.payload.get("evidence"), sentence_pair=cand.payload.get("sentence_pair", False))
 
     def _candidates(self, generated: list[tuple[list[int], torch.Tensor, torch.Tensor]]
                     ) -> tuple[list[Candidate], list[Rejection]]:

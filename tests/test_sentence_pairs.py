@@ -1,0 +1,69 @@
+"""sentence_pairs: every summary sentence also scored as one pair (a fixed question, the sentence as its answer), and
+QUALS as the mean over sentences; the QA pairs themselves unchanged."""
+
+import pytest
+
+from quals import QAPair, QualsConfig, QualsScorer, summary_quals
+from quals.engine.scorer import SENTENCE_QUESTION
+
+
+SOURCE = "alice visited paris on monday . the weather was warm . bob stayed in rome . crowds gathered ."
+SUMMARY = "alice visited paris on monday . bob stayed in oslo ."
+
+
+def scorer(path, **settings):
+    return QualsScorer(model=path, device="cpu", show_progress=False, **settings)
+
+
+def test_each_sentence_is_one_pair_scored_on_its_answer_tokens_and_qa_pairs_are_unchanged(trained_qagen_path):
+    plain = scorer(trained_qagen_path).score([SUMMARY], [SOURCE], return_qa_pairs=True)[0]
+    both = scorer(trained_qagen_path, sentence_pairs=True).score([SUMMARY], [SOURCE], return_qa_pairs=True)[0]
+    sentences = [p for p in both.pairs if p.sentence_pair]
+    assert sorted(p.answer for p in sentences) == ["alice visited paris on monday .", "bob stayed in oslo ."]
+    assert all(p.question == SENTENCE_QUESTION for p in sentences)
+    for p in sentences:  # the fixed question is not the summary's: only the answer tokens are compared
+        answer = slice(p.answer_start, None)
+        assert p.ll_source == pytest.approx(sum(p.source_logprobs[answer]) / len(p.source_logprobs[answer]))
+        assert p.quals == pytest.approx(p.ll_source - p.ll_summary)
+    qa = sorted((p.question, p.answer, round(p.quals, 5)) for p in both.pairs if not p.sentence_pair)
+    assert qa == sorted((p.question, p.answer, round(p.quals, 5)) for p in plain.pairs)
+    assert both.num_pairs == plain.num_pairs + 2
+    assert both.quals == pytest.approx(summary_quals(SUMMARY, both.pairs))
+    assert [s.from_summary for s in both.sentences] == [False, False]  # every sentence checked on its own
+    assert both.spans and all(SENTENCE_QUESTION not in span.questions for span in both.spans)  # QA answers only
+    by_sentence = {p.answer: p.quals for p in sentences}  # the unsupported sentence is the less likely one
+    assert by_sentence["bob stayed in oslo ."] < by_sentence["alice visited paris on monday ."]
+
+
+def test_quals_is_the_mean_over_sentences_of_their_qa_mean_and_sentence_pair():
+    def pair(question, answer, quals, sentence_pair=False):
+        return QAPair(question, answer, quals, 0.0, 0.0, [], [], [], sentence_pair=sentence_pair)
+
+    summary = "Smith won the race. It rained in Leeds."
+    qa = [pair("Who won?", "Smith", -1.0), pair("What did Smith win?", "the race", -3.0),
+          pair("Where did it rain?", "Leeds", -0.5)]
+    whole = [pair(SENTENCE_QUESTION, "Smith won the race.", -4.0, True),
+             pair(SENTENCE_QUESTION, "It rained in Leeds.", -1.5, True)]
+    assert summary_quals(summary, qa) == pytest.approx(-1.5)  # the paper: the mean over QA pairs
+    assert summary_quals(summary, qa + whole) == pytest.approx(((-2.0 - 4.0) / 2 + (-0.5 - 1.5) / 2) / 2)
+    assert summary_quals(summary, whole[:1]) == pytest.approx(-4.0)  # a sentence with no pair does not count
+    assert summary_quals(summary, []) is None
+
+
+def test_sentence_pair_scores_do_not_depend_on_batching(trained_qagen_path):
+    sources = [SOURCE, SOURCE + " " + SOURCE, SOURCE]
+    summaries = ["alice visited paris . bob stayed in rome .", "bob visited rome on monday .", "crowds gathered ."]
+    runs = [scorer(trained_qagen_path, sentence_pairs=True, evidence_sentences=2, max_batch_tokens=budget)
+            .score(summaries, sources, True) for budget in (1, 10**6)]
+    assert all(r.quals is not None for r in runs[0])
+    for x, y in zip(*runs, strict=True):
+        assert x.quals == pytest.approx(y.quals, abs=1e-5)
+
+
+def test_setting_is_checked_off_in_parity_and_left_out_of_default_fingerprints():
+    with pytest.raises(ValueError, match="sentence_pairs needs ll_summary='teacher_forced'"):
+        QualsConfig(sentence_pairs=True, ll_summary="search")
+    assert not QualsConfig().sentence_pairs and not QualsConfig.paper_parity().sentence_pairs
+    assert "sentence_pairs" not in QualsConfig().fingerprint()
+    assert QualsConfig(sentence_pairs=True).fingerprint()["sentence_pairs"] is True
+    assert not QualsConfig(sentence_pairs=True).scores_as_calibrated()
