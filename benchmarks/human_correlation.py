@@ -250,6 +250,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="QualsConfig override")
     parser.add_argument("--label", default=None, help="name of the configuration in the report")
     parser.add_argument("--limit", type=int, default=None, help="first N summaries per data set")
+    parser.add_argument("--only", action="append", default=[], metavar="NAME",
+                        help="score only these data sets (qags-c, qags-x, a --data file's stem; repeatable)")
     parser.add_argument("--batch", type=int, default=8, help="summaries per scorer call (and per cache flush)")
     parser.add_argument("--bootstrap", type=int, default=1000)
     parser.add_argument("--seed", type=int, default=0)
@@ -269,6 +271,10 @@ def main(argv: list[str] | None = None) -> int:
         datasets = {"qags-c": load_qags(Path(args.qags) / "mturk_cnndm.jsonl"),
                     "qags-x": load_qags(Path(args.qags) / "mturk_xsum.jsonl")}
     datasets.update({Path(path).stem: load_jsonl(path) for path in args.data})
+    unknown = sorted(set(args.only) - set(datasets))
+    if unknown:
+        parser.error(f"--only {', '.join(unknown)}: not among the data sets {sorted(datasets)}")
+    datasets = {name: rows for name, rows in datasets.items() if name in args.only or not args.only}
     if not datasets:
         parser.error("no data: pass --qags DIR and/or --data FILE")
     common = None
