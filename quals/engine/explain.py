@@ -152,7 +152,8 @@ def sentence_scores(summary: str, pairs: list[QAPair], summary_quals: float | No
 
 def summary_quals(summary: str, pairs: list[QAPair]) -> float | None:
     """The summary's QUALS: the mean over its pairs (the paper), or, when it has sentence pairs
-    (``QualsConfig.sentence_pairs``), the mean over its sentences that have a pair of their ``sentence_scores``;
+    (``QualsConfig.sentence_pairs``), the mean over its sentences that have a pair of their ``sentence_scores`` (a
+    pair is placed by its answer's span, so a QA pair whose answer is not found in a sentence does not count);
     ``None`` without pairs.
 
     >>> qa = QAPair("Who won?", "Smith", -1.0, 0.0, 0.0, [], [], [])
