@@ -256,8 +256,8 @@ def measure_preset(args) -> dict:
             variants[f"evidence_sentences={args.evidence_sentences}"] = {"evidence_sentences": args.evidence_sentences}
         if args.sentence_pairs:  # every summary sentence also scored as a pair (on its evidence, when set)
             evidence = {"evidence_sentences": args.evidence_sentences} if args.evidence_sentences else {}
-            variants[", ".join([*(f"{k}={v}" for k, v in evidence.items()), "sentence_pairs"])] = {
-                **evidence, "sentence_pairs": True}
+            label = f"evidence_sentences={args.evidence_sentences}, sentence_pairs" if evidence else "sentence_pairs"
+            variants[label] = {**evidence, "sentence_pairs": True}
         for variant, settings in variants.items():
             seconds, phases, results = run_engine(dataclasses.replace(config, **settings), qagen, summaries, sources,
                                                   False)

@@ -67,10 +67,9 @@ def _leading_bigrams(text: str) -> list[tuple[str, str]]:
     return list(itertools.pairwise(words))
 
 
-def _decoded_bigrams(tokenizer, token_ids) -> set[tuple[str, str]]:
-    words = re.findall(r"\w+", tokenizer.decode([t for t in token_ids if t != IGNORE_INDEX],
-                                                skip_special_tokens=True).lower())
-    return set(itertools.pairwise(words))
+def _decoded(tokenizer, token_ids) -> str:
+    """The text of token ids, label padding (``IGNORE_INDEX``) and special tokens left out."""
+    return tokenizer.decode([t for t in token_ids if t != IGNORE_INDEX], skip_special_tokens=True)
 
 
 class DocumentTexts:
@@ -112,11 +111,10 @@ class DocumentTexts:
                 expected = _leading_bigrams(texts[column] or "")
                 if not expected:
                     continue
-                found = _decoded_bigrams(self.tokenizer, row[ids_key])
+                decoded = _decoded(self.tokenizer, row[ids_key])
+                found = set(itertools.pairwise(re.findall(r"\w+", decoded.lower())))
                 share = sum(b in found for b in expected) / len(expected)
                 if share < _ALIGNMENT_MIN_SHARE:
-                    decoded = self.tokenizer.decode([t for t in row[ids_key] if t != IGNORE_INDEX],
-                                                    skip_special_tokens=True)
                     raise ValueError(
                         f"conseq_text_dataset row {position} does not match training row {position}: its {column!r} "
                         f"begins {texts[column][:80]!r}, but the row's {ids_key} decode to {decoded[:80]!r} (only "
@@ -127,7 +125,7 @@ class DocumentTexts:
     def text(self, row: dict, position: int, ids_key: str) -> str:
         column = self.columns[ids_key]
         if column is None:
-            return self.tokenizer.decode([t for t in row[ids_key] if t != IGNORE_INDEX], skip_special_tokens=True)
+            return _decoded(self.tokenizer, row[ids_key])
         if column in row:
             return row[column]
         return self.text_dataset[position][column]

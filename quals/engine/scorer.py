@@ -196,9 +196,10 @@ class QualsScorer:
         kept, rejected = filter_pairs(generation.candidates, generation.summary, self.config.filter_mode,
                                       self.config.max_pairs)
         if self.config.sentence_pairs:  # every sentence as the answer to SENTENCE_QUESTION (not filtered, not capped)
-            kept = kept + [Candidate(SENTENCE_QUESTION, generation.summary[a:b], 0.0, 0.0,
-                                     {"target": self.qagen.target(SENTENCE_QUESTION, generation.summary[a:b]),
-                                      "sentence_pair": True}) for a, b in split_sentences(generation.summary)]
+            sentences = [generation.summary[a:b] for a, b in split_sentences(generation.summary)]
+            kept = kept + [Candidate(SENTENCE_QUESTION, sentence, 0.0, 0.0,
+                                     {"target": self.qagen.target(SENTENCE_QUESTION, sentence), "sentence_pair": True})
+                           for sentence in sentences]
         return kept, generation.unparseable + rejected
 
     def score_pairs(self, generations: list[Generation], selections: list[tuple[list[Candidate], list[Rejection]]],
