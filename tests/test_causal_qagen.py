@@ -149,11 +149,13 @@ def test_long_sources_are_read_in_windows(trained):
     assert len(windows) > 2 and all(len(w) <= 96 for w in windows)
     prefix, suffix = list(trained.prompt.prefix_ids), list(trained.prompt.suffix_ids)
     assert all(w[: len(prefix)] == prefix and w[len(w) - len(suffix):] == suffix for w in windows)
-    result = QualsScorer(qagen=trained, show_progress=False).score([SUMMARIES[0]], [long_source], True)[0]
+    whole_source = {"evidence_sentences": 0, "sentence_pairs": False}  # the paper's reading of a long source
+    result = QualsScorer(qagen=trained, show_progress=False, **whole_source).score([SUMMARIES[0]], [long_source],
+                                                                                   True)[0]
     assert result.source_handling == "windows" and result.num_source_windows == len(windows)
     for pair in result.pairs:  # each pair is read in a window that holds the fact
         assert "alice visited paris on monday" in trained.tokenizer.decode(windows[pair.source_window])
-    truncated = QualsScorer(qagen=trained, show_progress=False, long_source="truncate").score(
+    truncated = QualsScorer(qagen=trained, show_progress=False, long_source="truncate", **whole_source).score(
         [SUMMARIES[0]], [long_source])[0]
     assert truncated.source_handling == "truncated" and truncated.quals < result.quals - 0.5
 
@@ -171,9 +173,9 @@ def test_a_gguf_file_loads_like_the_model_it_was_written_from(tokenizer, tmp_pat
     converted = list((tmp_path / "cache" / "converted").iterdir())
     assert len(converted) == 1 and (converted[0] / "model.safetensors").is_file()  # dequantized once, cached
     a, b = from_folder.score(SUMMARIES[:2], [SOURCE] * 2, True), from_gguf.score(SUMMARIES[:2], [SOURCE] * 2, True)
-    assert [r.num_pairs for r in a] == [r.num_pairs for r in b]
-    for x, y in zip(a, b, strict=True):
-        assert (x.quals is None and y.quals is None) or x.quals == pytest.approx(y.quals, abs=1e-5)
+    assert [r.num_pairs for r in a] == [r.num_pairs for r in b] and all(r.quals is not None for r in a + b)
+    for x, y in zip(a, b, strict=True):  # the same prompt tokens (chat markers included) and weights
+        assert x.quals == pytest.approx(y.quals, abs=1e-5)
 
 
 def test_weights_from_an_installed_package_or_a_clear_error(tokenizer, tmp_path, monkeypatch):
@@ -225,7 +227,8 @@ def test_lora_training_writes_an_adapter_that_loads_by_path(tokenizer, tmp_path)
 
 @pytest.mark.parametrize("score_tokens", ["pair", "answer"])
 def test_named_variants_compare_the_scored_tokens_with_the_chosen_reference(trained, score_tokens):
-    scorer = QualsScorer(qagen=trained, show_progress=False, score_tokens=score_tokens, ll_reference="no_passage")
+    scorer = QualsScorer(qagen=trained, show_progress=False, score_tokens=score_tokens, ll_reference="no_passage",
+                         sentence_pairs=False)  # the mean over QA pairs, checked at the end
     result = scorer.score([SUMMARIES[1]], [SOURCE], return_qa_pairs=True)[0]
     for pair in result.pairs:
         start = pair.answer_start if score_tokens == "answer" else 0
