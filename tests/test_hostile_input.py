@@ -63,12 +63,16 @@ def test_engine_gives_every_item_a_defined_result_and_leaves_other_items_alone(s
 def test_a_100k_word_source_is_scored_over_windows_and_can_be_capped(scorer):
     words = (GOOD_SOURCE + " ").split()
     huge = " ".join((words * (100_000 // len(words) + 1))[:100_000])
-    full = scorer.score([GOOD_SUMMARY], [huge])[0]
+    whole = QualsScorer(scorer.config, qagen=scorer.qagen, evidence_sentences=0)  # the paper's whole source
+    full = whole.score([GOOD_SUMMARY], [huge])[0]
     assert full.quals is not None and full.source_handling == "windows" and full.num_source_windows > 1000
-    capped = QualsScorer(scorer.config, qagen=scorer.qagen, max_source_windows=4).score([GOOD_SUMMARY], [huge])[0]
+    evidence = scorer.score([GOOD_SUMMARY], [huge])[0]  # the default: each pair reads its nearest sentences
+    assert evidence.quals is not None and evidence.source_handling == "evidence"
+    capped = QualsScorer(whole.config, qagen=scorer.qagen, max_source_windows=4).score([GOOD_SUMMARY], [huge])[0]
     assert capped.source_handling == "truncated" and capped.num_source_windows == 4 and capped.quals is not None
     long_summary = scorer.score([huge], [GOOD_SOURCE])[0]  # generation reads the first window of the summary
     assert long_summary.summary_truncated and long_summary.error in (None, "no QA pair survived filtering")
+    assert long_summary.num_pairs < 100  # sentence pairs for the sentences the QAGen read, not all 100k words
 
 
 def test_an_engine_failure_costs_only_the_row_that_causes_it():

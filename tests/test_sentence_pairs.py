@@ -16,8 +16,8 @@ def scorer(path, **settings):
 
 
 def test_each_sentence_is_one_pair_scored_on_its_answer_tokens_and_qa_pairs_are_unchanged(trained_qagen_path):
-    plain = scorer(trained_qagen_path).score([SUMMARY], [SOURCE], return_qa_pairs=True)[0]
-    both = scorer(trained_qagen_path, sentence_pairs=True).score([SUMMARY], [SOURCE], return_qa_pairs=True)[0]
+    plain = scorer(trained_qagen_path, sentence_pairs=False).score([SUMMARY], [SOURCE], return_qa_pairs=True)[0]
+    both = scorer(trained_qagen_path).score([SUMMARY], [SOURCE], return_qa_pairs=True)[0]  # on by default
     sentences = [p for p in both.pairs if p.sentence_pair]
     assert sorted(p.answer for p in sentences) == ["alice visited paris on monday .", "bob stayed in oslo ."]
     assert all(p.question == SENTENCE_QUESTION for p in sentences)
@@ -60,10 +60,18 @@ def test_sentence_pair_scores_do_not_depend_on_batching(trained_qagen_path):
         assert x.quals == pytest.approx(y.quals, abs=1e-5)
 
 
-def test_setting_is_checked_off_in_parity_and_left_out_of_default_fingerprints():
-    with pytest.raises(ValueError, match="sentence_pairs needs ll_summary='teacher_forced'"):
-        QualsConfig(sentence_pairs=True, ll_summary="search")
-    assert not QualsConfig().sentence_pairs and not QualsConfig.paper_parity().sentence_pairs
-    assert "sentence_pairs" not in QualsConfig().fingerprint()
-    assert QualsConfig(sentence_pairs=True).fingerprint()["sentence_pairs"] is True
-    assert not QualsConfig(sentence_pairs=True).scores_as_calibrated()
+def test_setting_is_checked_on_by_default_off_in_parity_and_left_out_of_earlier_fingerprints():
+    with pytest.raises(ValueError, match="needs ll_summary='teacher_forced'.*sentence_pairs=False"):
+        QualsConfig(ll_summary="search")
+    assert QualsConfig(ll_summary="search", sentence_pairs=False).ll_summary == "search"
+    assert QualsConfig().sentence_pairs and not QualsConfig.paper_parity().sentence_pairs
+    # left out of a fingerprint when off (as every run before the setting existed), in when on (the default)
+    assert "sentence_pairs" not in QualsConfig(sentence_pairs=False).fingerprint()
+    assert QualsConfig().fingerprint()["sentence_pairs"] is True
+    assert QualsConfig().scores_as_calibrated() and not QualsConfig(sentence_pairs=False).scores_as_calibrated()
+
+
+def test_a_sentence_with_no_word_is_not_a_pair_and_an_unscored_summary_says_why(trained_qagen_path):
+    result = scorer(trained_qagen_path).score([". !", "alice visited paris . !"], [SOURCE] * 2, True)
+    assert result[0].quals is None and result[0].error == "no QA pair survived filtering"  # found by hypothesis
+    assert [p.answer for p in result[1].pairs if p.sentence_pair] == ["alice visited paris ."]

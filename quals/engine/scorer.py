@@ -195,12 +195,27 @@ class QualsScorer:
         """Stage 2: the pairs QUALS keeps for a summary (``filter_mode``, ``max_pairs``), and the rejected ones."""
         kept, rejected = filter_pairs(generation.candidates, generation.summary, self.config.filter_mode,
                                       self.config.max_pairs)
-        if self.config.sentence_pairs:  # every sentence as the answer to SENTENCE_QUESTION (not filtered, not capped)
-            sentences = [generation.summary[a:b] for a, b in split_sentences(generation.summary)]
+        if self.config.sentence_pairs:  # every sentence read as the answer to SENTENCE_QUESTION (not filtered)
             kept = kept + [Candidate(SENTENCE_QUESTION, sentence, 0.0, 0.0,
                                      {"target": self.qagen.target(SENTENCE_QUESTION, sentence), "sentence_pair": True})
-                           for sentence in sentences]
+                           for sentence in self._read_sentences(generation)]
         return kept, generation.unparseable + rejected
+
+    def _read_sentences(self, generation: Generation) -> list[str]:
+        """The summary's sentences that say something (a letter or digit; "." is no claim), or for a summary longer
+        than the QAGen's input (``summary_truncated``) those that fit in it, as the QA pairs come from that part only
+        (bounds the cost of a huge summary)."""
+        sentences = [sentence for sentence in (generation.summary[a:b] for a, b in split_sentences(generation.summary))
+                     if any(c.isalnum() for c in sentence)]
+        if not generation.summary_truncated:
+            return sentences
+        read, budget = [], self.max_source_tokens
+        for sentence in sentences:
+            budget -= len(self.qagen.tokenizer(sentence, add_special_tokens=False)["input_ids"])
+            if budget < 0:
+                break
+            read.append(sentence)
+        return read
 
     def score_pairs(self, generations: list[Generation], selections: list[tuple[list[Candidate], list[Rejection]]],
                     sources: list[str], return_qa_pairs: bool = False) -> list[SummaryScore]:
