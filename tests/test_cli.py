@@ -42,7 +42,8 @@ def test_jsonl_with_columns_passthrough_ids_explain_and_error_report(tmp_path, t
     rows = read_jsonl(out)
     assert code == 1  # some rows unreadable, the others scored
     assert [r.get("id") for r in rows] == ["a", "b", None, "c"] and [r["index"] for r in rows] == [0, 1, 2, 3]
-    assert rows[0]["pairs"][0]["answer"] == "bob" and rows[3]["quals"] > rows[0]["quals"]
+    qa_pairs = [p for p in rows[0]["pairs"] if not p["sentence_pair"]]  # least supported first
+    assert qa_pairs[0]["answer"] == "bob" and rows[3]["quals"] > rows[0]["quals"]
     errors = read_jsonl(tmp_path / "out.jsonl.errors.jsonl")
     assert [e["index"] for e in errors] == [1, 2] and "missing field(s) document" in errors[0]["error"]
 
@@ -94,7 +95,7 @@ def test_module_entry_point_runs(tmp_path, trained_qagen_path):
                             check=False, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr
     row = json.loads(result.stdout.splitlines()[0])
-    assert row["num_pairs"] <= 2 and row["quals"] is not None
+    assert row["num_pairs"] <= 2 + 1 and row["quals"] is not None  # two QA pairs at most, and its sentence pair
     help_text = subprocess.run([sys.executable, "-m", "quals", "score", "--help"], check=True, capture_output=True,
                                text=True)
     assert "--filter-mode {strict,reference}" in help_text.stdout and "--parity" in help_text.stdout

@@ -39,8 +39,11 @@ def test_each_pair_is_scored_on_its_own_evidence(trained_qagen_path):
 
 def test_evidence_finds_a_supporting_sentence_far_into_a_long_source(trained_qagen_path):
     source = " ".join(FILLER * 6) + " alice visited paris on monday ."
-    evidence = QualsScorer(model=trained_qagen_path, device="cpu", show_progress=False, evidence_sentences=2)
-    truncate = QualsScorer(model=trained_qagen_path, device="cpu", show_progress=False, long_source="truncate")
+    qa_pairs = {"sentence_pairs": False}  # the pairs' evidence alone
+    evidence = QualsScorer(model=trained_qagen_path, device="cpu", show_progress=False, evidence_sentences=2,
+                           **qa_pairs)
+    truncate = QualsScorer(model=trained_qagen_path, device="cpu", show_progress=False, long_source="truncate",
+                           evidence_sentences=0, **qa_pairs)
     e, t = evidence.score(["alice visited paris on monday ."], [source], return_qa_pairs=True)[0], \
         truncate.score(["alice visited paris on monday ."], [source])[0]
     assert all("alice visited paris on monday ." in p.evidence for p in e.pairs)
@@ -60,20 +63,23 @@ def test_evidence_scores_do_not_depend_on_batching(trained_qagen_path):
             assert [p.evidence for p in x.pairs] == [p.evidence for p in y.pairs]
 
 
-def test_setting_is_checked_and_off_in_parity_mode():
+def test_setting_is_checked_on_by_default_and_off_in_parity_mode():
     with pytest.raises(ValueError, match="evidence_sentences"):
-        QualsConfig(evidence_sentences=0)
-    assert QualsConfig().evidence_sentences is None and QualsConfig.paper_parity().evidence_sentences is None
-    # fingerprints stored before the setting existed stay valid: it is left out at its default, in when set
-    assert "evidence_sentences" not in QualsConfig().fingerprint()
-    assert QualsConfig(evidence_sentences=3).fingerprint()["evidence_sentences"] == 3
+        QualsConfig(evidence_sentences=-1)
+    assert QualsConfig().evidence_sentences == 4 and QualsConfig.paper_parity().evidence_sentences == 0
+    assert QualsConfig(evidence_sentences=None).evidence_sentences == 0  # the earlier spelling of "whole source"
+    # fingerprints stored before the setting existed stay valid: it is left out at the value that scores as they
+    # did (the whole source), and in at any other, the default included
+    assert "evidence_sentences" not in QualsConfig(evidence_sentences=0).fingerprint()
+    assert QualsConfig().fingerprint()["evidence_sentences"] == 4
 
 
 def test_a_preset_calibration_applies_only_to_the_settings_it_was_fitted_with(tmp_path):
     assert QualsScorer(preset="mini", show_progress=False).calibration is not None
-    for setting in ({"evidence_sentences": 4}, {"score_tokens": "answer"}, {"max_pairs": 5}):
+    for setting in ({"evidence_sentences": 0}, {"evidence_sentences": 2}, {"sentence_pairs": False},
+                    {"score_tokens": "answer"}, {"max_pairs": 5}):
         assert QualsScorer(preset="mini", show_progress=False, **setting).calibration is None, setting
     path = tmp_path / "calibration.json"
     path.write_text(json.dumps(Calibration(2.0, 1.0, 0.5).to_dict()))
-    fitted = QualsScorer(preset="mini", show_progress=False, evidence_sentences=4, calibration=str(path))
+    fitted = QualsScorer(preset="mini", show_progress=False, evidence_sentences=2, calibration=str(path))
     assert fitted.calibration.slope == 2.0  # a curve fitted with these settings is the user's to give

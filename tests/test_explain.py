@@ -113,10 +113,16 @@ def test_mostly_unknown_tokens_are_refused(trained_qagen_path):
 
 
 # ---------------------------------------------------------------------- end to end
-def test_explained_results_point_at_the_hallucinated_sentence(trained_qagen_path):
-    scorer = QualsScorer(model=trained_qagen_path, device="cpu", show_progress=False)
+@pytest.mark.parametrize("sentence_pairs", [False, True])
+def test_explained_results_point_at_the_hallucinated_sentence(trained_qagen_path, sentence_pairs):
+    scorer = QualsScorer(model=trained_qagen_path, device="cpu", show_progress=False, sentence_pairs=sentence_pairs)
     summary = "bob visited rome on friday . the weather was warm ."  # the source says alice, paris, monday
     result = scorer.score([summary], [SOURCE], return_qa_pairs=True)[0]
+    if sentence_pairs:  # every sentence is checked by its own sentence pair: the hallucinated one scores lowest
+        first, second = result.sentences
+        assert not first.from_summary and not second.from_summary and first.quals < second.quals - 0.5
+        assert first.num_pairs + second.num_pairs == result.num_pairs and second.num_pairs == 1
+        return
     first, second = result.sentences
     assert (first.text, second.text) == ("bob visited rome on friday .", "the weather was warm .")
     assert first.num_pairs == result.num_pairs and first.quals < -0.5  # the tiny model asks about the fact only

@@ -13,6 +13,7 @@ from quals.testing import FILLER, save_qagen, tiny_bart, word_tokenizer
 SOURCE = "alice visited paris on monday . the weather was warm ."
 SUMMARIES = ["alice visited paris on monday .", "bob visited paris on monday .", "alice visited rome on friday .",
              "crowds gathered in the square . alice visited paris ."]
+PAPER_SCORING = {"evidence_sentences": 0, "sentence_pairs": False}  # whole source, mean over QA pairs
 
 
 def hand_logprobs(qagen: QAGenModel, passage_ids: list[int], target: list[int]) -> torch.Tensor:
@@ -100,15 +101,16 @@ def test_scores_do_not_depend_on_batch_size_or_padding(random_models, arch):
             assert [p.question for p in x.pairs] == [p.question for p in y.pairs]
 
 
-def test_faithful_summary_scores_above_swapped_entity(trained_qagen_path):
-    scorer = QualsScorer(model=trained_qagen_path, device="cpu", show_progress=False)
+@pytest.mark.parametrize("settings, margin", [(PAPER_SCORING, 0.5), ({}, 0.25)], ids=["paper", "default"])
+def test_faithful_summary_scores_above_swapped_entity(trained_qagen_path, settings, margin):
+    scorer = QualsScorer(model=trained_qagen_path, device="cpu", show_progress=False, **settings)
     faithful, swapped_person, swapped_city = scorer.quals(SUMMARIES[:3], [SOURCE] * 3)
-    assert faithful > swapped_person + 0.5 and faithful > swapped_city + 0.5
+    assert faithful > swapped_person + margin and faithful > swapped_city + margin
     assert faithful == pytest.approx(0.0, abs=0.05)  # the source supports every pair as well as the summary
 
 
 def test_results_explain_each_pair_and_are_deterministic(trained_qagen_path):
-    scorer = QualsScorer(model=trained_qagen_path, device="cpu", show_progress=False)
+    scorer = QualsScorer(model=trained_qagen_path, device="cpu", show_progress=False, **PAPER_SCORING)
     first = scorer.score([SUMMARIES[1]], [SOURCE], return_qa_pairs=True)[0]
     again = scorer.score([SUMMARIES[1]], [SOURCE], return_qa_pairs=True)[0]
     assert first.to_dict() == again.to_dict()
@@ -126,8 +128,9 @@ def test_results_explain_each_pair_and_are_deterministic(trained_qagen_path):
 def test_ll_summary_read_from_the_search_equals_a_second_teacher_forced_pass(trained_qagen_path, monkeypatch):
     """A pair that is exactly a generated sequence takes its LL_summary from the search's raw log-probs."""
     rows = []
-    reused = QualsScorer(model=trained_qagen_path, device="cpu", show_progress=False)
-    forced = QualsScorer(model=trained_qagen_path, device="cpu", show_progress=False, reuse_search_logprobs=False)
+    reused = QualsScorer(model=trained_qagen_path, device="cpu", show_progress=False, **PAPER_SCORING)
+    forced = QualsScorer(model=trained_qagen_path, device="cpu", show_progress=False, reuse_search_logprobs=False,
+                         **PAPER_SCORING)
     for scorer in (reused, forced):
         count = scorer._token_logprobs
         monkeypatch.setattr(scorer, "_token_logprobs",
@@ -158,8 +161,9 @@ def long_source_with_fact_at_the_end() -> str:
 
 def test_long_sources_are_windowed_not_truncated(trained_qagen_path):
     source = long_source_with_fact_at_the_end()
-    windows = QualsScorer(model=trained_qagen_path, device="cpu", show_progress=False)
-    truncate = QualsScorer(model=trained_qagen_path, device="cpu", show_progress=False, long_source="truncate")
+    windows = QualsScorer(model=trained_qagen_path, device="cpu", show_progress=False, **PAPER_SCORING)
+    truncate = QualsScorer(model=trained_qagen_path, device="cpu", show_progress=False, long_source="truncate",
+                           **PAPER_SCORING)
     qagen = windows.load()
     spans = qagen.passage_windows(source, 64, 0.25)
     assert len(spans) > 2 and all(len(ids) <= 64 for ids in spans)
@@ -216,9 +220,12 @@ def test_bad_inputs_get_named_errors_and_others_are_kept(trained_qagen_path):
 
 
 def test_summary_without_surviving_pairs_is_unscored_not_a_sentinel(trained_qagen_path):
-    scorer = QualsScorer(model=trained_qagen_path, device="cpu", show_progress=False)
+    scorer = QualsScorer(model=trained_qagen_path, device="cpu", show_progress=False, **PAPER_SCORING)
     result = scorer.score(["the the the"], [SOURCE])[0]
     assert result.quals is None and result.error == "no QA pair survived filtering"
+    with_sentences = QualsScorer(model=trained_qagen_path, device="cpu", show_progress=False)  # the default
+    result = with_sentences.score(["the the the"], [SOURCE], return_qa_pairs=True)[0]
+    assert result.quals is not None and [p.sentence_pair for p in result.pairs] == [True]  # its sentence is checked
 
 
 @pytest.mark.parametrize("dtype", ["bfloat16", "float16"])

@@ -77,12 +77,12 @@ Load-time keyword arguments (`evaluate.load("metrics/quals", config_name=..., **
     device: `"cpu"`, `"cuda"`, `"cuda:1"`, `"mps"` (default: the best available).
     dtype: `"float32"` (default), `"bfloat16"` or `"float16"`.
     parity: `True` reproduces the released code (reference filter, penalized LL_summary, truncation).
-    evidence_sentences: score each QA pair on the K source sentences nearest to it instead of the whole source
-        (a named variant, default `None`: the whole source; docs/human_correlation.md). A preset's calibration
-        does not apply to it (`probability` is `None` unless `calibration` is fitted with it).
-    sentence_pairs: `True` also scores each summary sentence as one pair (a fixed question, the sentence as its
-        answer), so every sentence is checked, and QUALS becomes the mean over sentences (a named variant, default
-        `False`: the paper's mean over QA pairs; docs/human_correlation.md). No preset calibration applies to it.
+    evidence_sentences: score each QA pair on the K source sentences nearest to it (a named variant; default 4,
+        `0`: the whole source, as the paper; docs/human_correlation.md).
+    sentence_pairs: also score each summary sentence as one pair (a fixed question, the sentence as its answer),
+        so every sentence is checked, and QUALS is the mean over sentences (a named variant; default `True`,
+        `False`: the paper's mean over QA pairs; docs/human_correlation.md). A preset's calibration applies only
+        to the default settings (`probability` is `None` otherwise, unless `calibration` is fitted with them).
     calibration: a calibration JSON written by `quals calibrate` (default: the preset's own, if it has one).
 Returns:
     quals (`list` of `float` or `None`): QUALS of each summary; `None` where no QA pair survived filtering
@@ -121,13 +121,14 @@ Examples:
 @evaluate.utils.file_utils.add_start_docstrings(_DESCRIPTION, _KWARGS_DESCRIPTION)
 class Quals(evaluate.Metric):
     def __init__(self, *args, model=None, gguf_file=None, device=None, dtype="float32", parity=False,
-                 evidence_sentences=None, sentence_pairs=False, calibration=None, **kwargs):
+                 evidence_sentences=None, sentence_pairs=None, calibration=None, **kwargs):
         super().__init__(*args, **kwargs)
         preset = None if self.config_name == "default" and model is not None else self.config_name
         make_config = quals_engine.QualsConfig.paper_parity if parity else quals_engine.QualsConfig
+        variants = {k: v for k, v in {"evidence_sentences": evidence_sentences, "sentence_pairs": sentence_pairs
+                                       }.items() if v is not None}  # None: the configuration's own (parity: off)
         self.quals_config = make_config(preset=preset, model=model, gguf_file=gguf_file, device=device, dtype=dtype,
-                                        evidence_sentences=evidence_sentences, sentence_pairs=sentence_pairs,
-                                        calibration=calibration)
+                                        calibration=calibration, **variants)
         self.qa_format = quals_engine.resolve_format(preset, model, gguf_file=gguf_file)  # fails on unknown presets
         self.presets = sorted(quals_engine.all_presets())  # every preset name config_name accepts ...
         self.bundled_presets = sorted(set(self.presets) - set(quals_engine.PRESETS))  # ... those shipped inside

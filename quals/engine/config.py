@@ -60,15 +60,17 @@ class QualsConfig:
     ll_reference: Literal["summary", "no_passage"] = field(default="summary", metadata={
         "help": "What LL_source is compared with: LL given the summary (the paper) or LL given an empty passage "
                 "(how much the source raises the pair's likelihood; one more cheap pass per pair)."})
-    evidence_sentences: int | None = field(default=None, metadata={
+    evidence_sentences: int = field(default=4, metadata={
         "help": "Score each pair given the K source sentences that share the most content words with it (question "
-                "and answer), in source order, instead of the whole source (the paper; None): LL_source then "
-                "reflects the pair's facts, not the source's length and other topics (quals.engine.evidence)."})
-    sentence_pairs: bool = field(default=False, metadata={
+                "and answer), in source order (default 4): LL_source then reflects the pair's facts, not the "
+                "source's length and other topics (quals.engine.evidence); 0 (or None): the whole source, as the "
+                "paper."})
+    sentence_pairs: bool = field(default=True, metadata={
         "help": "Also score each summary sentence as one pair (a fixed question, the sentence as its answer; its "
                 "answer tokens compared), so every sentence is checked, not only the facts the QAGen asked about. "
                 "QUALS is then the mean over sentences of (the mean of the sentence's QA pairs + its sentence pair) "
-                "/ 2 (quals.engine.explain.summary_quals); False: the paper's mean over QA pairs."})
+                "/ 2 (quals.engine.explain.summary_quals; default); --no-sentence-pairs: the paper's mean over QA "
+                "pairs."})
     long_source: Literal["windows", "truncate"] = field(default="windows", metadata={
         "help": "Sources over the input limit: best of overlapping windows (default) or truncation (parity)."})
     window_overlap: float = field(default=0.25, metadata={"help": "Overlap between consecutive source windows."})
@@ -107,10 +109,14 @@ class QualsConfig:
             raise ValueError("max_pairs and max_batch_tokens must be positive")
         if self.max_source_windows is not None and self.max_source_windows < 1:
             raise ValueError(f"max_source_windows must be positive or None, got {self.max_source_windows}")
-        if self.evidence_sentences is not None and self.evidence_sentences < 1:
-            raise ValueError(f"evidence_sentences must be positive or None, got {self.evidence_sentences}")
+        if self.evidence_sentences is None:  # the spelling of "whole source" before 0 was
+            self.evidence_sentences = 0
+        if self.evidence_sentences < 0:
+            raise ValueError(f"evidence_sentences must be 0 (the whole source) or positive, got "
+                             f"{self.evidence_sentences}")
         if self.sentence_pairs and self.ll_summary != "teacher_forced":
-            raise ValueError("sentence_pairs needs ll_summary='teacher_forced' (a sentence pair has no search score)")
+            raise ValueError("sentence_pairs (on by default) needs ll_summary='teacher_forced' (a sentence pair has "
+                             "no search score); set sentence_pairs=False (--no-sentence-pairs) to use 'search'")
         if not (0 <= self.min_script_share <= 1 and 0 <= self.max_unknown_share <= 1):
             raise ValueError("min_script_share and max_unknown_share must be in [0, 1]")
         if not 0 <= self.window_overlap < 1:
@@ -120,7 +126,7 @@ class QualsConfig:
     def paper_parity(cls, **overrides) -> QualsConfig:
         """The released code's choices: reference filter, penalized LL_summary, truncation, fairseq penalty."""
         settings = {"filter_mode": "reference", "ll_summary": "search", "score_tokens": "pair",
-                    "ll_reference": "summary", "evidence_sentences": None, "sentence_pairs": False,
+                    "ll_reference": "summary", "evidence_sentences": 0, "sentence_pairs": False,
                     "long_source": "truncate",
                     "penalty_candidates": 2, "num_beam_groups": 60, "diversity_penalty": 0.5, "min_new_tokens": 8,
                     "max_new_tokens": 60, "max_pairs": 10}
@@ -138,12 +144,12 @@ class QualsConfig:
         ignored = {"device", "show_progress", "allow_pickle", "calibration", "max_batch_tokens", "share_context_cache",
                    "share_prefixes", "reuse_search_logprobs"}
         return {f.name: getattr(self, f.name) for f in fields(self) if f.name not in ignored
-                and not (f.name in ADDED_SETTINGS and getattr(self, f.name) == f.default)}
+                and not (f.name in ADDED_SETTINGS and getattr(self, f.name) == ADDED_SETTINGS[f.name])}
 
 
-# Settings added after fingerprints were first stored: left out at their default (which scores as before), so the
-# fingerprints of earlier runs and shards stay valid.
-ADDED_SETTINGS = ("evidence_sentences", "sentence_pairs")
+# Settings added after fingerprints were first stored, with the value that scores as before they existed: left out
+# at that value, so the fingerprints of earlier runs and shards stay valid (and a run with them on never matches).
+ADDED_SETTINGS = {"evidence_sentences": 0, "sentence_pairs": False}
 CALIBRATED_SETTINGS = ("num_beam_groups", "diversity_penalty", "penalty_candidates", "min_new_tokens",
                        "max_new_tokens", "filter_mode", "max_pairs", "ll_summary", "score_tokens", "ll_reference",
                        "evidence_sentences", "sentence_pairs", "long_source", "window_overlap", "max_source_tokens",
