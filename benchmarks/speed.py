@@ -243,7 +243,8 @@ def measure_preset(args) -> dict:
     """Seconds per summary of one QAGen preset on XSum-length and CNN/DM-length sources (``--documents`` XSum
     documents cut to 450 and 900 tokens, each with its reference summary), with the context cache (an
     encoder-decoder's cross-attention keys/values, a causal LM's prompt KV cache) shared and not shared, and with
-    ``--evidence-sentences K`` scored on evidence passages (and ``--sentence-pairs``: with sentence pairs added)."""
+    the paper's definition (whole source, QA pairs only) beside the defaults (evidence passages, sentence pairs), and
+    ``--evidence-sentences K`` for another number of evidence sentences."""
     config = QualsConfig(preset=args.preset, model=args.model, gguf_file=args.gguf_file, device=args.device,
                          max_batch_tokens=args.max_batch_tokens, show_progress=False)
     qagen = QualsScorer(config).load()
@@ -252,12 +253,10 @@ def measure_preset(args) -> dict:
         summaries, sources = load_workload(args.documents, 1, tokens, qagen.tokenizer)
         run_engine(config, qagen, summaries[:1], sources[:1], False)  # warm-up (allocator, prefix cache)
         variants = {"context cache shared": {}, "context cache not shared": {"share_context_cache": False}}
-        if args.evidence_sentences:  # scored on evidence passages instead of the whole source, side by side
+        variants["whole source, QA pairs only (the paper's definition)"] = {"evidence_sentences": 0,
+                                                                              "sentence_pairs": False}
+        if args.evidence_sentences:  # another number of evidence sentences, side by side
             variants[f"evidence_sentences={args.evidence_sentences}"] = {"evidence_sentences": args.evidence_sentences}
-        if args.sentence_pairs:  # every summary sentence also scored as a pair (on its evidence, when set)
-            evidence = {"evidence_sentences": args.evidence_sentences} if args.evidence_sentences else {}
-            label = f"evidence_sentences={args.evidence_sentences}, sentence_pairs" if evidence else "sentence_pairs"
-            variants[label] = {**evidence, "sentence_pairs": True}
         for variant, settings in variants.items():
             seconds, phases, results = run_engine(dataclasses.replace(config, **settings), qagen, summaries, sources,
                                                   False)
@@ -285,9 +284,7 @@ def main() -> None:
     parser.add_argument("--model", default=None, help="a trained QAGen folder (e.g. quals/models/mini) instead of the "
                                                       "random BART-base-sized model")
     parser.add_argument("--evidence-sentences", type=int, default=None,
-                        help="with --preset: also time QualsConfig.evidence_sentences=K in the same run")
-    parser.add_argument("--sentence-pairs", action="store_true",
-                        help="with --preset: also time QualsConfig.sentence_pairs (with --evidence-sentences K)")
+                        help="with --preset: also time QualsConfig.evidence_sentences=K (default 4) in the same run")
     parser.add_argument("--documents", type=int, default=4)
     parser.add_argument("--summaries-per-doc", type=int, default=2)
     parser.add_argument("--source-tokens", type=int, default=400)

@@ -225,7 +225,7 @@ class QualsScorer:
         qagen, per_summary = self.qagen, selections
         summary_contexts = [g.context for g in generations]
         long_sources = LongSourceProgress(self.config.show_progress)
-        evidence = self.config.evidence_sentences  # None: every pair reads the whole source (its windows)
+        evidence = self.config.evidence_sentences  # 0: every pair reads the whole source (its windows)
         if evidence:
             for i, (kept, _) in enumerate(per_summary):
                 for cand in kept:
