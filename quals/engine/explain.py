@@ -27,6 +27,7 @@ Offsets are Python string indices into the summary exactly as given, so ``summar
 
 from __future__ import annotations
 
+import bisect
 import re
 from dataclasses import dataclass
 
@@ -93,8 +94,10 @@ def split_sentences(text: str) -> list[tuple[int, int]]:
     return [span for span in spans if span[1] > span[0]]
 
 
-def answer_span(summary: str, answer: str, question: str = "") -> tuple[int, int] | None:
-    """The answer's characters in the summary (see the module docstring), or ``None`` if its words are not there."""
+def answer_span(summary: str, answer: str, question: str = "", sentences: list[tuple[int, int]] | None = None
+                ) -> tuple[int, int] | None:
+    """The answer's characters in the summary (see the module docstring), or ``None`` if its words are not there;
+    ``sentences``: the summary's ``split_sentences``, when the caller has them."""
     words = WORD.findall(answer)
     if not words:
         return None
@@ -103,11 +106,13 @@ def answer_span(summary: str, answer: str, question: str = "") -> tuple[int, int
     if len(found) <= 1:
         return found[0] if found else None
     asked = {w.lower() for w in WORD.findall(question)}
-    sentences = split_sentences(summary)
+    sentences = split_sentences(summary) if sentences is None else sentences
+    starts = [a for a, _ in sentences]  # in order: the sentence holding a position is found by bisection
 
     def overlap(span: tuple[int, int]) -> int:
-        sentence = next(((a, b) for a, b in sentences if a <= span[0] < b), span)
-        return len(asked & {w.lower() for w in WORD.findall(summary[sentence[0]: sentence[1]])})
+        k = bisect.bisect_right(starts, span[0]) - 1
+        a, b = sentences[k] if k >= 0 and span[0] < sentences[k][1] else span
+        return len(asked & {w.lower() for w in WORD.findall(summary[a:b])})
 
     return max(found, key=overlap)  # max keeps the first of equals
 
@@ -137,7 +142,7 @@ def sentence_scores(summary: str, pairs: list[QAPair], summary_quals: float | No
     own: dict[int, list[float]] = {}  # sentence pairs of sentence k
     sentences = split_sentences(summary) if sentences is None else sentences
     for pair in pairs:
-        span = answer_span(summary, pair.answer, pair.question)
+        span = answer_span(summary, pair.answer, pair.question, sentences)
         if span is not None:
             k = next((k for k, (a, b) in enumerate(sentences) if a <= span[0] < b), None)
             if k is not None:
