@@ -269,9 +269,9 @@ def measure_preset(args) -> dict:
 
 def print_preset(report: dict) -> None:
     print(f"\n{report['preset']} ({report['kind']}, {report['model']})")
-    print(f"{'workload':<52}{'s/summary':>10}{'summ/s':>9}{'generation s':>14}{'scoring s':>11}{'pairs':>7}")
+    print(f"{'workload':<76}{'s/summary':>10}{'summ/s':>9}{'generation s':>14}{'scoring s':>11}{'pairs':>7}")
     for name, row in report["rows"].items():
-        print(f"{name:<52}{row['seconds_per_summary']:>10.2f}{row['summaries_per_second']:>9.3f}"
+        print(f"{name:<76}{row['seconds_per_summary']:>10.2f}{row['summaries_per_second']:>9.3f}"
               f"{row['generation_s']:>14.1f}{row['scoring_s']:>11.1f}{row['mean_pairs']:>7.1f}")
 
 
