@@ -33,6 +33,7 @@ from transformers import (
 
 from quals.engine.formats import QAFormat
 from quals.engine.model_folders import save_qagen
+from quals.engine.scorer import SENTENCE_QUESTION
 
 
 SPECIAL_TOKENS = ["<pad>", "<s>", "</s>", "<unk>", "<sep>"]  # ids 0..4
@@ -43,6 +44,7 @@ DAYS = ["monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sun
 FILLER = ["the weather was warm .", "crowds gathered in the square .", "officials made a short statement .",
           "the trip had been planned for months .", "local media covered the event ."]
 QUESTION_WORDS = ["who", "visited", "where", "did", "go", "when", "visit", "on", "?", "."]
+QUESTION_WORDS += SENTENCE_QUESTION.replace("?", " ").split()  # the fixed question of a sentence pair
 WORDS = sorted({word for sentence in FILLER for word in sentence.split()} | set(QUESTION_WORDS))
 
 
@@ -119,6 +121,11 @@ class SyntheticWorld:
         return [(f"who visited {fact.city} ?", fact.person), (f"where did {fact.person} go ?", fact.city),
                 (f"when did {fact.person} visit {fact.city} ?", fact.day)]
 
+    def training_pairs(self, fact: Fact) -> list[tuple[str, str]]:
+        """What a tiny QAGen learns to write for ``fact``: its QA pairs and its sentence pair (``SENTENCE_QUESTION``
+        answered by the sentence, as the scorer asks it when ``QualsConfig.sentence_pairs`` is on)."""
+        return self.qa_pairs(fact) + [(SENTENCE_QUESTION, self.sentence(fact))]
+
 
 RANDOM_FORMAT = QAFormat(name="random-tiny", model="", max_source_tokens=64, max_new_tokens=10, min_new_tokens=2,
                          num_beam_groups=4)
@@ -139,7 +146,7 @@ def train_tiny_qagen(path: str | Path, steps: int = 300, seed: int = 0, arch: st
         for _ in range(32):
             fact = world.fact()
             passage = world.document(fact, world.rng.randint(0, 2))
-            question, answer = world.rng.choice(world.qa_pairs(fact))
+            question, answer = world.rng.choice(world.training_pairs(fact))
             inputs.append(passage)
             targets.append(TINY_FORMAT.render(question, answer))
         batch = tokenizer(inputs, text_target=targets, padding=True, return_tensors="pt")
@@ -163,7 +170,7 @@ def tiny_qagen(cache_dir: str | Path | None = None, seed: int = 0, kind: str = "
 
     import transformers
 
-    version = {"seq2seq": "v1", "causal": "causal-v1"}[kind]
+    version = {"seq2seq": "v3", "causal": "causal-v3"}[kind]
     tag = f"quals-tiny-qagen-{version}-seed{seed}-tf{transformers.__version__}-torch{torch.__version__}"
     path = Path(cache_dir or tempfile.gettempdir()) / tag
     if not (path / "quals_format.json").is_file():
@@ -266,7 +273,7 @@ def write_gguf(model, tokenizer, path: str | Path) -> Path:
     return path
 
 
-def train_tiny_causal_qagen(path: str | Path, steps: int = 250, seed: int = 0, arch: str = "llama") -> Path:
+def train_tiny_causal_qagen(path: str | Path, steps: int = 500, seed: int = 0, arch: str = "llama") -> Path:
     """Train a tiny chat-format causal QAGen on the synthetic world (prompts and targets built as the scorer
     builds them) and save it."""
     from quals.engine.qagen import build_qagen
@@ -282,7 +289,7 @@ def train_tiny_causal_qagen(path: str | Path, steps: int = 250, seed: int = 0, a
         for _ in range(32):
             fact = world.fact()
             prompt = qagen.training_input(world.document(fact, world.rng.randint(0, 2)), 96)
-            target = qagen.target(*world.rng.choice(world.qa_pairs(fact))).ids
+            target = qagen.target(*world.rng.choice(world.training_pairs(fact))).ids
             rows.append(torch.tensor(prompt + target[:-1]))
             labels.append(torch.tensor([-100] * (len(prompt) - 1) + target))
         width = max(len(r) for r in rows)

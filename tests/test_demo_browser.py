@@ -112,10 +112,10 @@ def wait_for_chart_of(page, question: str, timeout: float = 30.0) -> list[str]:
         texts = page.locator("#token-chart svg .role-axis-label text").all_text_contents()
         labels = [t for t in texts if re.match(r"\d+ ", t)]  # the x axis
         y_labels = [t for t in texts if t not in labels]
-        shown = " ".join(label.split(" ", 1)[1] for label in labels)
+        shown = "".join(label.split(" ", 1)[1] for label in labels)  # the tokens, spaces aside
         lines = page.locator("#token-chart svg .mark-line path").all()
         strokes = sorted(line.get_attribute("stroke") or "none" for line in lines)
-        if (shown.startswith(question) and y_labels == ["0.0", "0.2", "0.4", "0.6", "0.8", "1.0"]
+        if (shown.startswith("".join(question.split())) and y_labels == ["0.0", "0.2", "0.4", "0.6", "0.8", "1.0"]
                 and len(strokes) == 2 and "none" not in strokes and strokes[0] != strokes[1]):
             return labels
         if time.monotonic() > deadline:

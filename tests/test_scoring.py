@@ -181,6 +181,15 @@ def test_windows_cover_the_whole_passage(random_models):
     assert words <= covered
 
 
+def test_leading_unknown_words_are_scored(random_models):
+    qagen = load_qagen(resolve_format(None, random_models["bart"]), "cpu")
+    target = qagen.target("Which team won ?", "alice")  # "Which" and "team" are not in the vocabulary
+    unk = qagen.tokenizer.unk_token_id
+    assert target.ids[:2] == [unk, unk] and target.num_unscored == 0
+    context = qagen.encode([qagen.passage_windows(SOURCE)[0]])
+    assert len(qagen.token_logprobs(context, [target])[0]) == len(target.ids)
+
+
 def test_merged_terminator_and_unscored_leading_bos(tmp_path):
     tokenizer = word_tokenizer(extra_words=["|", "question", "answer", ":", ","], bos=True)
     fmt = QAFormat(name="lmqg-like", model="", question_prefix="question: ", qa_separator=", answer: ",

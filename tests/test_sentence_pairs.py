@@ -4,6 +4,7 @@ QUALS as the mean over sentences; the QA pairs themselves unchanged."""
 import pytest
 
 from quals import QAPair, QualsConfig, QualsScorer, summary_quals
+from quals.engine.filtering import normalize
 from quals.engine.scorer import SENTENCE_QUESTION
 
 
@@ -75,3 +76,18 @@ def test_a_sentence_with_no_word_is_not_a_pair_and_an_unscored_summary_says_why(
     result = scorer(trained_qagen_path).score([". !", "alice visited paris . !"], [SOURCE] * 2, True)
     assert result[0].quals is None and result[0].error == "no QA pair survived filtering"  # found by hypothesis
     assert [p.answer for p in result[1].pairs if p.sentence_pair] == ["alice visited paris ."]
+
+
+def test_a_generated_copy_of_the_sentence_question_is_rejected_not_counted_twice(trained_qagen_path):
+    source = "alice visited paris on monday . local media covered the event ."
+    summary = "bob visited paris on monday ."
+
+    def asks(pair):
+        return normalize(pair.question) == normalize(SENTENCE_QUESTION)
+    plain = scorer(trained_qagen_path, sentence_pairs=False).score([summary], [source], return_qa_pairs=True)[0]
+    copies = [p for p in plain.pairs if asks(p)]
+    assert copies, "the tiny QAGen (trained on sentence pairs too) writes the sentence question for this summary"
+    both = scorer(trained_qagen_path).score([summary], [source], return_qa_pairs=True)[0]
+    assert [p.sentence_pair for p in both.pairs if asks(p)] == [True]  # only the summary's one sentence pair
+    assert [(r.question, r.answer) for r in both.rejected if r.reason == "the sentence pairs' question"] == [
+        (p.question, p.answer) for p in copies]

@@ -30,7 +30,7 @@ from quals.engine.config import QualsConfig
 from quals.engine.diverse_beam_search import diverse_beam_search
 from quals.engine.evidence import evidence_passage
 from quals.engine.explain import merge_spans, sentence_scores, split_sentences, summary_quals
-from quals.engine.filtering import Candidate, Rejection, filter_pairs
+from quals.engine.filtering import Candidate, Rejection, filter_pairs, normalize
 from quals.engine.inputs import as_list, input_error, unreadable_reason
 from quals.engine.loading import load_qagen, resolve_format
 from quals.engine.progress import LongSourceProgress
@@ -196,9 +196,12 @@ class QualsScorer:
         kept, rejected = filter_pairs(generation.candidates, generation.summary, self.config.filter_mode,
                                       self.config.max_pairs)
         if self.config.sentence_pairs:  # every sentence read as the answer to SENTENCE_QUESTION (not filtered)
-            kept = kept + [Candidate(SENTENCE_QUESTION, sentence, 0.0, 0.0,
-                                     {"target": self.qagen.target(SENTENCE_QUESTION, sentence), "sentence_pair": True})
-                           for sentence in self._read_sentences(generation)]
+            asked = [c for c in kept if normalize(c.question) == normalize(SENTENCE_QUESTION)]  # would count twice
+            rejected += [Rejection(c.question, c.answer, "the sentence pairs' question") for c in asked]
+            kept = [c for c in kept if all(c is not a for a in asked)]
+            kept += [Candidate(SENTENCE_QUESTION, sentence, 0.0, 0.0,
+                               {"target": self.qagen.target(SENTENCE_QUESTION, sentence), "sentence_pair": True})
+                     for sentence in self._read_sentences(generation)]
         return kept, generation.unparseable + rejected
 
     def _read_sentences(self, generation: Generation) -> list[str]:

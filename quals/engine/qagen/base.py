@@ -137,8 +137,11 @@ class QAGenModel(ABC):
         return self.passage_windows(passage, max_tokens, 0.0)[0]
 
     def target_from_ids(self, ids: list[int]) -> Target:
-        """Normalize a tokenized or generated target: leading specials per format, exactly one final ``eos_id``."""
-        special = set(self.tokenizer.all_special_ids) - {self.eos_id}
+        """Normalize a tokenized or generated target: leading specials per format, exactly one final ``eos_id``.
+
+        Leading specials are markers such as ``<s>``; an unknown-word token (``<unk>``) is text and is always scored.
+        """
+        special = set(self.tokenizer.all_special_ids) - {self.eos_id, self.tokenizer.unk_token_id}
         leading = 0
         while leading < len(ids) and ids[leading] in special:
             leading += 1
