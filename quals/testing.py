@@ -33,7 +33,7 @@ from transformers import (
 
 from quals.engine.formats import QAFormat
 from quals.engine.model_folders import save_qagen
-from quals.engine.scorer import SENTENCE_QUESTION
+from quals.engine.sentence_pairs import SENTENCE_QUESTION
 
 
 SPECIAL_TOKENS = ["<pad>", "<s>", "</s>", "<unk>", "<sep>"]  # ids 0..4

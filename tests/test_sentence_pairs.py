@@ -5,7 +5,7 @@ import pytest
 
 from quals import QAPair, QualsConfig, QualsScorer, summary_quals
 from quals.engine.filtering import normalize
-from quals.engine.scorer import SENTENCE_QUESTION
+from quals.engine.sentence_pairs import SENTENCE_QUESTION
 
 
 SOURCE = "alice visited paris on monday . the weather was warm . bob stayed in rome . crowds gathered ."

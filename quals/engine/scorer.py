@@ -29,13 +29,14 @@ from quals.engine.calibration import Calibration
 from quals.engine.config import QualsConfig
 from quals.engine.diverse_beam_search import diverse_beam_search
 from quals.engine.evidence import evidence_passage
-from quals.engine.explain import merge_spans, sentence_scores, split_sentences, summary_quals
-from quals.engine.filtering import Candidate, Rejection, filter_pairs, normalize
+from quals.engine.explain import merge_spans, sentence_scores, summary_quals
+from quals.engine.filtering import Candidate, Rejection, filter_pairs
 from quals.engine.inputs import as_list, input_error, unreadable_reason
 from quals.engine.loading import load_qagen, resolve_format
 from quals.engine.progress import LongSourceProgress
 from quals.engine.qagen import Context, QAGenModel, Target
 from quals.engine.results import CorpusSummary, QAPair, SummaryScore
+from quals.engine.sentence_pairs import add_sentence_pairs, claim_sentences
 from quals.engine.source_cache import SourceCache
 
 
@@ -49,9 +50,6 @@ class Generation:
     sequences: list[tuple[list[int], torch.Tensor, torch.Tensor]]  # per group: ids, raw and penalized log-probs [T]
     candidates: list[Candidate]
     unparseable: list[Rejection]
-
-
-SENTENCE_QUESTION = "What does the passage say?"  # the question of a sentence pair (QualsConfig.sentence_pairs)
 
 
 class QualsScorer:
@@ -196,29 +194,14 @@ class QualsScorer:
         kept, rejected = filter_pairs(generation.candidates, generation.summary, self.config.filter_mode,
                                       self.config.max_pairs)
         if self.config.sentence_pairs:  # every sentence read as the answer to SENTENCE_QUESTION (not filtered)
-            asked = [c for c in kept if normalize(c.question) == normalize(SENTENCE_QUESTION)]  # would count twice
-            rejected += [Rejection(c.question, c.answer, "the sentence pairs' question") for c in asked]
-            kept = [c for c in kept if all(c is not a for a in asked)]
-            kept += [Candidate(SENTENCE_QUESTION, sentence, 0.0, 0.0,
-                               {"target": self.qagen.target(SENTENCE_QUESTION, sentence), "sentence_pair": True})
-                     for sentence in self._read_sentences(generation)]
+            budget = self.max_source_tokens if generation.summary_truncated else None
+            sentences = claim_sentences(generation.summary, budget, self._num_tokens)
+            kept, asked = add_sentence_pairs(kept, sentences, self.qagen.target)
+            rejected += asked
         return kept, generation.unparseable + rejected
 
-    def _read_sentences(self, generation: Generation) -> list[str]:
-        """The summary's sentences that say something (a letter or digit; "." is no claim), or for a summary longer
-        than the QAGen's input (``summary_truncated``) those that fit in it, as the QA pairs come from that part only
-        (bounds the cost of a huge summary)."""
-        sentences = [sentence for sentence in (generation.summary[a:b] for a, b in split_sentences(generation.summary))
-                     if any(c.isalnum() for c in sentence)]
-        if not generation.summary_truncated:
-            return sentences
-        read, budget = [], self.max_source_tokens
-        for sentence in sentences:
-            budget -= len(self.qagen.tokenizer(sentence, add_special_tokens=False)["input_ids"])
-            if budget < 0:
-                break
-            read.append(sentence)
-        return read
+    def _num_tokens(self, text: str) -> int:
+        return len(self.qagen.tokenizer(text, add_special_tokens=False)["input_ids"])
 
     def score_pairs(self, generations: list[Generation], selections: list[tuple[list[Candidate], list[Rejection]]],
                     sources: list[str], return_qa_pairs: bool = False) -> list[SummaryScore]:
