@@ -36,7 +36,7 @@ from quals.engine.loading import load_qagen, resolve_format
 from quals.engine.progress import LongSourceProgress
 from quals.engine.qagen import Context, QAGenModel, Target
 from quals.engine.results import CorpusSummary, QAPair, SummaryScore
-from quals.engine.sentence_pairs import add_sentence_pairs, claim_sentences
+from quals.engine.sentence_pairs import claim_sentences, sentence_pairs, set_aside_own_question
 from quals.engine.source_cache import SourceCache
 
 
@@ -191,14 +191,14 @@ class QualsScorer:
 
     def select(self, generation: Generation) -> tuple[list[Candidate], list[Rejection]]:
         """Stage 2: the pairs QUALS keeps for a summary (``filter_mode``, ``max_pairs``), and the rejected ones."""
-        kept, rejected = filter_pairs(generation.candidates, generation.summary, self.config.filter_mode,
-                                      self.config.max_pairs)
+        candidates, own = generation.candidates, []
+        if self.config.sentence_pairs:
+            candidates, own = set_aside_own_question(candidates)
+        kept, rejected = filter_pairs(candidates, generation.summary, self.config.filter_mode, self.config.max_pairs)
         if self.config.sentence_pairs:  # every sentence read as the answer to SENTENCE_QUESTION (not filtered)
             budget = self.max_source_tokens if generation.summary_truncated else None
-            sentences = claim_sentences(generation.summary, budget, self._num_tokens)
-            kept, asked = add_sentence_pairs(kept, sentences, self.qagen.target)
-            rejected += asked
-        return kept, generation.unparseable + rejected
+            kept += sentence_pairs(claim_sentences(generation.summary, budget, self._num_tokens), self.qagen.target)
+        return kept, generation.unparseable + own + rejected
 
     def _num_tokens(self, text: str) -> int:
         return len(self.qagen.tokenizer(text, add_special_tokens=False)["input_ids"])

@@ -36,12 +36,17 @@ def claim_sentences(summary: str, budget: int | None = None, length: Callable[[s
     return read
 
 
-def add_sentence_pairs(kept: list[Candidate], sentences: list[str], target: Callable[[str, str], Target]
-                       ) -> tuple[list[Candidate], list[Rejection]]:
-    """``kept`` plus one sentence pair per sentence (not filtered), and the kept pairs that ask
-    ``SENTENCE_QUESTION`` themselves, rejected: with them a sentence would count twice."""
-    asked = [c for c in kept if normalize(c.question) == normalize(SENTENCE_QUESTION)]
-    rejected = [Rejection(c.question, c.answer, "the sentence pairs' question") for c in asked]
-    pairs = [Candidate(SENTENCE_QUESTION, s, 0.0, 0.0, {"target": target(SENTENCE_QUESTION, s), "sentence_pair": True})
-             for s in sentences]
-    return [c for c in kept if all(c is not a for a in asked)] + pairs, rejected
+def set_aside_own_question(candidates: list[Candidate]) -> tuple[list[Candidate], list[Rejection]]:
+    """The generated pairs that do not ask ``SENTENCE_QUESTION``, and those that do, rejected: the sentence pairs
+    ask it already, so with them a sentence would count twice. Set aside before filtering, so ``max_pairs`` goes
+    to other questions."""
+    asks = [normalize(c.question) == normalize(SENTENCE_QUESTION) for c in candidates]
+    return ([c for c, a in zip(candidates, asks, strict=True) if not a],
+            [Rejection(c.question, c.answer, "the sentence pairs' question")
+             for c, a in zip(candidates, asks, strict=True) if a])
+
+
+def sentence_pairs(sentences: list[str], target: Callable[[str, str], Target]) -> list[Candidate]:
+    """One pair per sentence: ``SENTENCE_QUESTION`` answered by the sentence (not filtered)."""
+    return [Candidate(SENTENCE_QUESTION, s, 0.0, 0.0, {"target": target(SENTENCE_QUESTION, s), "sentence_pair": True})
+            for s in sentences]
