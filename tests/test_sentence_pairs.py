@@ -8,8 +8,9 @@ from quals.engine.filtering import normalize
 from quals.engine.sentence_pairs import SENTENCE_QUESTION
 
 
-SOURCE = "alice visited paris on monday . the weather was warm . bob stayed in rome . crowds gathered ."
-SUMMARY = "alice visited paris on monday . bob stayed in oslo ."
+# in the tiny world's templates (one fact and filler sentences): its QAGen has read nothing else
+SOURCE = "alice visited paris on monday . the weather was warm . crowds gathered in the square ."
+SUMMARY = "alice visited paris on monday . the weather was warm ."
 
 
 def scorer(path, **settings):
@@ -20,20 +21,23 @@ def test_each_sentence_is_one_pair_scored_on_its_answer_tokens_and_qa_pairs_are_
     plain = scorer(trained_qagen_path, sentence_pairs=False).score([SUMMARY], [SOURCE], return_qa_pairs=True)[0]
     both = scorer(trained_qagen_path).score([SUMMARY], [SOURCE], return_qa_pairs=True)[0]  # on by default
     sentences = [p for p in both.pairs if p.sentence_pair]
-    assert sorted(p.answer for p in sentences) == ["alice visited paris on monday .", "bob stayed in oslo ."]
+    assert sorted(p.answer for p in sentences) == ["alice visited paris on monday .", "the weather was warm ."]
     assert all(p.question == SENTENCE_QUESTION for p in sentences)
     for p in sentences:  # the fixed question is not the summary's: only the answer tokens are compared
         answer = slice(p.answer_start, None)
         assert p.ll_source == pytest.approx(sum(p.source_logprobs[answer]) / len(p.source_logprobs[answer]))
         assert p.quals == pytest.approx(p.ll_source - p.ll_summary)
     qa = sorted((p.question, p.answer, round(p.quals, 5)) for p in both.pairs if not p.sentence_pair)
-    assert qa == sorted((p.question, p.answer, round(p.quals, 5)) for p in plain.pairs)
-    assert both.num_pairs == plain.num_pairs + 2
+    own = [p for p in plain.pairs if normalize(p.question) == normalize(SENTENCE_QUESTION)]  # set aside when on
+    assert qa == sorted((p.question, p.answer, round(p.quals, 5)) for p in plain.pairs if p not in own)
+    assert both.num_pairs == plain.num_pairs - len(own) + 2
     assert both.quals == pytest.approx(summary_quals(SUMMARY, both.pairs))
     assert [s.from_summary for s in both.sentences] == [False, False]  # every sentence checked on its own
     assert both.spans and all(SENTENCE_QUESTION not in span.questions for span in both.spans)  # QA answers only
-    by_sentence = {p.answer: p.quals for p in sentences}  # the unsupported sentence is the less likely one
-    assert by_sentence["bob stayed in oslo ."] < by_sentence["alice visited paris on monday ."]
+    changed = ["alice visited paris on monday .", "alice visited oslo on monday .", "bob visited paris on monday ."]
+    faithful, *unsupported = [next(p.quals for p in r.pairs if p.sentence_pair)  # a changed entity is less likely
+                              for r in scorer(trained_qagen_path).score(changed, [SOURCE] * 3, return_qa_pairs=True)]
+    assert all(quals < faithful - 0.5 for quals in unsupported)
 
 
 def test_quals_is_the_mean_over_sentences_of_their_qa_mean_and_sentence_pair():
