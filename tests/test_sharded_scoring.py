@@ -212,4 +212,5 @@ def test_a_block_encodes_each_shared_source_once_even_when_its_rows_are_spread(m
     assert scorer.source_cache.encodings == 3
     assert [[r["index"] for r in part] for part in handed_out] == [[0], [1], list(range(2, 12))]  # as soon as final
     assert [r["index"] for r in records] == list(range(12))  # input order restored
-    assert records[0]["quals"] == records[3]["quals"] == records[9]["quals"]  # the same row, the same score
+    same_row = [records[k]["quals"] for k in (0, 3, 9)]  # the same row, the same score (up to float32 batching)
+    assert same_row == pytest.approx([same_row[0]] * 3, abs=1e-5)
