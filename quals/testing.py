@@ -159,17 +159,23 @@ def train_tiny_qagen(path: str | Path, steps: int = 300, seed: int = 0, arch: st
     return save_qagen(model, tokenizer, path, TINY_FORMAT)
 
 
-def tiny_qagen(cache_dir: str | Path | None = None, seed: int = 0, kind: str = "seq2seq") -> Path:
+def tiny_qagen(cache_dir: str | Path | None = None, seed: int | None = None, kind: str = "seq2seq") -> Path:
     """A tiny QAGen trained on the synthetic world, trained once and cached on disk (~15 s the first time).
 
     For runnable examples, demos and tests with no network: it writes "who visited paris ? <sep> alice"
     style pairs, so faithful synthetic summaries score higher than ones with a swapped entity. ``kind="causal"``:
     a tiny Llama with a ChatML chat template (``train_tiny_causal_qagen``).
+
+    ``seed`` defaults to the environment variable ``QUALS_TINY_SEED`` (else 0). The same seed trains the same
+    weights on one machine, but another CPU's float rounding trains slightly different ones, so a test must hold
+    for any QAGen that learned the world: ``QUALS_TINY_SEED=1 python -m pytest`` runs the suite on another.
     """
+    import os
     import tempfile
 
     import transformers
 
+    seed = int(os.environ.get("QUALS_TINY_SEED", "0")) if seed is None else seed
     version = {"seq2seq": "v3", "causal": "causal-v3"}[kind]
     tag = f"quals-tiny-qagen-{version}-seed{seed}-tf{transformers.__version__}-torch{torch.__version__}"
     path = Path(cache_dir or tempfile.gettempdir()) / tag
