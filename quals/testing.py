@@ -171,14 +171,9 @@ def tiny_qagen(cache_dir: str | Path | None = None, seed: int | None = None, kin
     for any QAGen that learned the world: ``QUALS_TINY_SEED=1 python -m pytest`` runs the suite on another.
     """
     import os
-    import tempfile
-
-    import transformers
 
     seed = int(os.environ.get("QUALS_TINY_SEED", "0")) if seed is None else seed
-    version = {"seq2seq": "v3", "causal": "causal-v3"}[kind]
-    tag = f"quals-tiny-qagen-{version}-seed{seed}-tf{transformers.__version__}-torch{torch.__version__}"
-    path = Path(cache_dir or tempfile.gettempdir()) / tag
+    path = tiny_qagen_path(cache_dir, seed, kind)
     if not (path / "quals_format.json").is_file():
         tmp = path.with_name(path.name + f".tmp{random.randrange(1 << 30)}")
         (train_tiny_causal_qagen if kind == "causal" else train_tiny_qagen)(tmp, seed=seed)
@@ -187,6 +182,17 @@ def tiny_qagen(cache_dir: str | Path | None = None, seed: int | None = None, kin
         else:
             tmp.rename(path)
     return path
+
+
+def tiny_qagen_path(cache_dir: str | Path | None, seed: int, kind: str = "seq2seq") -> Path:
+    """Where ``tiny_qagen`` caches the tiny QAGen of ``seed`` and ``kind`` (named by the versions that trained it)."""
+    import tempfile
+
+    import transformers
+
+    version = {"seq2seq": "v3", "causal": "causal-v3"}[kind]
+    tag = f"quals-tiny-qagen-{version}-seed{seed}-tf{transformers.__version__}-torch{torch.__version__}"
+    return Path(cache_dir or tempfile.gettempdir()) / tag
 
 
 # ---------------------------------------------------------------------------------------------- causal LMs

@@ -4,8 +4,7 @@ QUALS as the mean over sentences; the QA pairs themselves unchanged."""
 import pytest
 
 from quals import QAPair, QualsConfig, QualsScorer, summary_quals
-from quals.engine.filtering import normalize
-from quals.engine.sentence_pairs import SENTENCE_QUESTION
+from quals.engine.sentence_pairs import SENTENCE_QUESTION, asks_sentence_question
 
 
 # in the tiny world's templates (one fact and filler sentences): its QAGen has read nothing else
@@ -28,7 +27,7 @@ def test_each_sentence_is_one_pair_scored_on_its_answer_tokens_and_qa_pairs_are_
         assert p.ll_source == pytest.approx(sum(p.source_logprobs[answer]) / len(p.source_logprobs[answer]))
         assert p.quals == pytest.approx(p.ll_source - p.ll_summary)
     qa = sorted((p.question, p.answer, round(p.quals, 5)) for p in both.pairs if not p.sentence_pair)
-    own = [p for p in plain.pairs if normalize(p.question) == normalize(SENTENCE_QUESTION)]  # set aside when on
+    own = [p for p in plain.pairs if asks_sentence_question(p.question)]  # set aside when on
     assert qa == sorted((p.question, p.answer, round(p.quals, 5)) for p in plain.pairs if p not in own)
     assert both.num_pairs == plain.num_pairs - len(own) + 2
     assert both.quals == pytest.approx(summary_quals(SUMMARY, both.pairs))
@@ -86,8 +85,7 @@ def test_a_generated_copy_of_the_sentence_question_is_set_aside_not_counted_twic
     source = "alice visited paris on monday . local media covered the event ."
     summary = "bob visited paris on monday ."
 
-    def asks(question: str) -> bool:
-        return normalize(question) == normalize(SENTENCE_QUESTION)
+    asks = asks_sentence_question
     plain = scorer(trained_qagen_path, sentence_pairs=False).score([summary], [source], return_qa_pairs=True)[0]
     copies = {(p.question, p.answer) for p in plain.pairs if asks(p.question)}
     assert copies, "the tiny QAGen (trained on sentence pairs too) writes the sentence question for this summary"

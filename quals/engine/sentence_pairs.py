@@ -36,14 +36,22 @@ def claim_sentences(summary: str, budget: int | None = None, length: Callable[[s
     return read
 
 
+def asks_sentence_question(question: str) -> bool:
+    """Whether ``question`` is ``SENTENCE_QUESTION`` (up to case, spacing and punctuation, as filtering compares)."""
+    return normalize(question) == normalize(SENTENCE_QUESTION)
+
+
 def set_aside_own_question(candidates: list[Candidate]) -> tuple[list[Candidate], list[Rejection]]:
     """The generated pairs that do not ask ``SENTENCE_QUESTION``, and those that do, rejected: the sentence pairs
     ask it already, so with them a sentence would count twice. Set aside before filtering, so ``max_pairs`` goes
     to other questions."""
-    asks = [normalize(c.question) == normalize(SENTENCE_QUESTION) for c in candidates]
-    return ([c for c, a in zip(candidates, asks, strict=True) if not a],
-            [Rejection(c.question, c.answer, "the sentence pairs' question")
-             for c, a in zip(candidates, asks, strict=True) if a])
+    kept, set_aside = [], []
+    for c in candidates:
+        if asks_sentence_question(c.question):
+            set_aside.append(Rejection(c.question, c.answer, "the sentence pairs' question"))
+        else:
+            kept.append(c)
+    return kept, set_aside
 
 
 def sentence_pairs(sentences: list[str], target: Callable[[str, str], Target]) -> list[Candidate]:
