@@ -46,7 +46,16 @@ import numpy as np
 from agreement import calibration_cv, correlations  # benchmarks/agreement.py, beside this script
 from sklearn.metrics import roc_auc_score
 
-from quals import Calibration, QAPair, QualsConfig, QualsScorer, resolve_format, sentence_scores, summary_quals
+from quals import (
+    Calibration,
+    QAPair,
+    QualsConfig,
+    QualsScorer,
+    reference_ll,
+    resolve_format,
+    sentence_scores,
+    summary_quals,
+)
 
 
 PUBLISHED = {"QAGS (Wang et al. 2020)": {"qags-c": {"pearson": 0.545}, "qags-x": {"pearson": 0.175}}}
@@ -56,6 +65,7 @@ STOPWORDS = frozenset(["a", "an", "the", "of", "in", "on", "at", "to", "for", "b
                        "into", "after", "before", "about", "also", "not", "no", "will", "would", "could", "should",
                        "can", "may", "said", "says", "who", "which", "what", "when", "where", "while", "there", "here",
                        "i", "we", "you", "our", "your", "my", "me", "us"])
+READINGS = ("calibration", "sentence_prior_weight")  # format fields that change scores, not the recorded pass
 QAPAIR_FIELDS = [f.name for f in dataclasses.fields(QAPair)]
 VARIANTS = {"pair / summary": ("pair", "summary"), "answer / summary": ("answer", "summary"),
             "pair / no passage": ("pair", "no_passage"), "answer / no passage": ("answer", "no_passage")}
@@ -139,9 +149,13 @@ def scorer_config(preset: str, model: str | None, gguf_file: str | None, overrid
 
 
 def cache_file(cache: Path, dataset: str, config: QualsConfig) -> Path:
-    fmt = resolve_format(config.preset, config.model, config.qa_separator, config.gguf_file)
-    fmt = dataclasses.replace(fmt, calibration=None)  # the calibration maps scores; it does not change them
-    key = json.dumps([repr(fmt), config.fingerprint()], sort_keys=True, default=str)
+    fmt = dataclasses.asdict(resolve_format(config.preset, config.model, config.qa_separator, config.gguf_file))
+    # The calibration maps scores and the sentence pairs' prior weight mixes recorded log-likelihoods (the pass
+    # records every pair's LL given no passage): neither changes the records, so neither is part of the key.
+    for reading in READINGS:
+        fmt.pop(reading)
+    config = dataclasses.replace(config, sentence_prior_weight=None)
+    key = json.dumps([fmt, config.fingerprint()], sort_keys=True, default=str)
     return cache / dataset / f"{config.preset}-{hashlib.sha256(key.encode()).hexdigest()[:12]}.jsonl"
 
 
@@ -180,44 +194,52 @@ def score_cached(rows: list[dict], config: QualsConfig, path: Path, batch: int) 
     return records, stats
 
 
-def variant_pairs(record: dict, tokens: str, reference: str) -> list[QAPair]:
+def variant_pairs(record: dict, tokens: str, reference: str, sentence_weight: float) -> list[QAPair]:
     """The kept pairs of a recorded result, each with its QUALS under one variant (``score_tokens``, reference; a
-    sentence pair always compares its answer tokens, as the scorer does)."""
+    sentence pair always compares its answer tokens, as the scorer does, and against the summary its reference
+    gives the no-passage LL the share ``sentence_weight``: ``QualsConfig.sentence_prior_weight``)."""
     pairs = []
     for p in record.get("pairs") or []:
         start = p["answer_start"] if tokens == "answer" or p.get("sentence_pair") else 0
-        other = p["summary_logprobs"] if reference == "summary" else p["prior_logprobs"]
-        quals = float(np.mean(p["source_logprobs"][start:]) - np.mean(other[start:]))
+        share = 1.0 if reference == "no_passage" else sentence_weight if p.get("sentence_pair") else 0.0
+        ll_reference = reference_ll(float(np.mean(p["summary_logprobs"][start:])),
+                                    float(np.mean(p["prior_logprobs"][start:])), share)
+        quals = float(np.mean(p["source_logprobs"][start:])) - ll_reference
         pairs.append(QAPair(**{**{k: p[k] for k in QAPAIR_FIELDS if k in p}, "quals": quals}))
     return pairs
 
 
-def variant_scores(records: list[dict], rows: list[dict]) -> dict[str, list[float | None]]:
+def variant_scores(records: list[dict], rows: list[dict], sentence_weight: float) -> dict[str, list[float | None]]:
     """Every named variant of QUALS (and LL_source alone) from the recorded per-token log-probabilities; a run with
-    ``sentence_pairs`` also gives each variant from its QA pairs only (the same pass without the sentence pairs)."""
+    ``sentence_pairs`` also gives each variant from its QA pairs only (the same pass without the sentence pairs)
+    and, when the sentence pairs' prior weight is not 0, the summary variants with weight 0."""
     out: dict[str, list[float | None]] = {}
     with_sentences = any(p.get("sentence_pair") for r in records for p in r.get("pairs") or [])
     for name, (tokens, reference) in VARIANTS.items():
-        per_record = [variant_pairs(record, tokens, reference) for record in records]
+        per_record = [variant_pairs(record, tokens, reference, sentence_weight) for record in records]
         out[f"QUALS {name}"] = [summary_quals(row["summary"], pairs) for pairs, row in zip(per_record, rows,
                                                                                              strict=True)]
         if with_sentences:
             qa_only = [[p for p in pairs if not p.sentence_pair] for pairs in per_record]
             out[f"QUALS {name}, QA pairs only"] = [summary_quals(row["summary"], pairs) for pairs, row in
                                                    zip(qa_only, rows, strict=True)]
+        if with_sentences and sentence_weight and reference == "summary":
+            out[f"QUALS {name}, sentence_prior_weight=0"] = [
+                summary_quals(row["summary"], variant_pairs(record, tokens, reference, 0.0))
+                for record, row in zip(records, rows, strict=True)]
     out["LL_source (pair)"] = [float(np.mean(lls)) if (lls := [np.mean(p["source_logprobs"]) for p in r["pairs"] or []
                                                              if not p.get("sentence_pair")]) else None
                                for r in records]
     return out
 
 
-def sentence_auc(records: list[dict], rows: list[dict], variant: str) -> dict:
+def sentence_auc(records: list[dict], rows: list[dict], variant: str, sentence_weight: float) -> dict:
     """ROC AUC of per-sentence QUALS (``sentence_scores`` on the given sentences; a sentence no pair asked about
     takes its summary's QUALS) against each sentence's majority vote."""
     tokens, reference = VARIANTS[variant]
     scores, votes, own = [], [], 0
     for record, row in zip(records, rows, strict=True):
-        pairs = variant_pairs(record, tokens, reference)
+        pairs = variant_pairs(record, tokens, reference, sentence_weight)
         spans = [span for span, _ in row["sentences"]]
         for sentence, (_, vote) in zip(sentence_scores(row["summary"], pairs, summary_quals(row["summary"], pairs),
                                                        spans),
@@ -296,7 +318,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{name}: {label}", flush=True)
             records, stats = score_cached(rows, config, cache_file(Path(args.cache), name, config), args.batch)
             entry.setdefault("runs", {})[label] = {**stats, "overrides": overrides, "model": args.model}
-            variants = variant_scores(records, rows)
+            weight = QualsScorer(config).sentence_prior_weight  # the preset's unless --set overrides it (no load)
+            variants = variant_scores(records, rows, weight)
             metrics.update({f"{label}: {k}": v for k, v in variants.items()})
             default = default_variant(preset, overrides)
             if all(r["label"] is not None for r in rows):
@@ -304,7 +327,7 @@ def main(argv: list[str] | None = None) -> int:
                     (v, r["label"], name) for v, r in zip(variants[f"QUALS {default}"], rows, strict=True)
                     if v is not None)
             if all("sentences" in r for r in rows):
-                entry.setdefault("sentence_level", {})[label] = sentence_auc(records, rows, default)
+                entry.setdefault("sentence_level", {})[label] = sentence_auc(records, rows, default, weight)
         table = {metric: correlations(values, rows, args.bootstrap, args.seed) for metric, values in metrics.items()}
         entry.setdefault("metrics", {}).update(table)
         print_table(name, entry)

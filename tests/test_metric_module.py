@@ -148,3 +148,16 @@ def test_sentence_pairs_is_a_load_time_setting_and_equals_the_engine(in_repo, tr
     engine = QualsScorer(model=trained_qagen_path, device="cpu", show_progress=False, sentence_pairs=True)
     assert out["quals"] == pytest.approx(engine.quals(summaries, [SOURCE] * 2), abs=1e-6)
     assert [sum(p["sentence_pair"] for p in summary["kept"]) for summary in out["qa_pairs"]] == [2, 1]
+
+
+def test_sentence_prior_weight_is_a_load_time_setting_and_equals_the_engine(in_repo, trained_qagen_path):
+    from quals import QualsScorer
+
+    summaries = ["alice visited paris on monday . bob stayed in oslo .", "bob visited paris on monday ."]
+    metric = evaluate.load("metrics/quals", model=trained_qagen_path, device="cpu", sentence_prior_weight=0.5)
+    out = metric.compute(predictions=summaries, sources=[SOURCE] * 2, return_qa_pairs=True)
+    engine = QualsScorer(model=trained_qagen_path, device="cpu", show_progress=False, sentence_prior_weight=0.5)
+    assert out["quals"] == pytest.approx(engine.quals(summaries, [SOURCE] * 2), abs=1e-6)
+    assert all((p["ll_prior"] is not None) == p["sentence_pair"] for s in out["qa_pairs"] for p in s["kept"])
+    plain = evaluate.load("metrics/quals", model=trained_qagen_path, device="cpu")  # the folder's own: 0
+    assert out["quals"] != pytest.approx(plain.compute(predictions=summaries, sources=[SOURCE] * 2)["quals"])

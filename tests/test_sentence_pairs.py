@@ -3,7 +3,7 @@ QUALS as the mean over sentences; the QA pairs themselves unchanged."""
 
 import pytest
 
-from quals import QAPair, QualsConfig, QualsScorer, summary_quals
+from quals import QAFormat, QAPair, QualsConfig, QualsScorer, get_preset, reference_ll, summary_quals
 from quals.engine.sentence_pairs import SENTENCE_QUESTION, asks_sentence_question
 
 
@@ -57,7 +57,7 @@ def test_quals_is_the_mean_over_sentences_of_their_qa_mean_and_sentence_pair():
 def test_sentence_pair_scores_do_not_depend_on_batching(trained_qagen_path):
     sources = [SOURCE, SOURCE + " " + SOURCE, SOURCE]
     summaries = ["alice visited paris . bob stayed in rome .", "bob visited rome on monday .", "crowds gathered ."]
-    runs = [scorer(trained_qagen_path, sentence_pairs=True, evidence_sentences=2, max_batch_tokens=budget)
+    runs = [scorer(trained_qagen_path, evidence_sentences=2, sentence_prior_weight=0.25, max_batch_tokens=budget)
             .score(summaries, sources, True) for budget in (1, 10**6)]
     assert all(r.quals is not None for r in runs[0])
     for x, y in zip(*runs, strict=True):
@@ -95,3 +95,45 @@ def test_a_generated_copy_of_the_sentence_question_is_set_aside_not_counted_twic
     assert copies <= set_aside and all(asks(question) for question, _ in set_aside)
     others = sorted((p.question, p.answer) for p in plain.pairs if not asks(p.question))  # the rest kept as before
     assert sorted((p.question, p.answer) for p in both.pairs if not p.sentence_pair) == others
+
+
+@pytest.mark.parametrize("weight", [0.0, 0.25, 1.0])
+def test_sentence_prior_weight_mixes_a_sentence_pairs_reference_and_leaves_qa_pairs_alone(trained_qagen_path, weight):
+    result = scorer(trained_qagen_path, sentence_prior_weight=weight).score([SUMMARY], [SOURCE], True)[0]
+    close = {"abs": 1e-5}  # the engine averages in float32
+    for p in result.pairs:
+        if not p.sentence_pair or weight == 0:  # the summary alone: no pass with an empty passage is needed
+            assert p.ll_prior is None and p.quals == pytest.approx(p.ll_source - p.ll_summary, **close)
+            continue
+        answer = slice(p.answer_start, None)
+        ll_prior = sum(p.prior_logprobs[answer]) / len(p.prior_logprobs[answer])
+        assert p.ll_prior == pytest.approx(ll_prior, **close)
+        assert p.quals == pytest.approx(p.ll_source - (1 - weight) * p.ll_summary - weight * ll_prior, **close)
+    assert sum(p.sentence_pair for p in result.pairs) == 2
+    assert result.quals == pytest.approx(summary_quals(SUMMARY, result.pairs))
+    no_passage = scorer(trained_qagen_path, sentence_prior_weight=weight, ll_reference="no_passage")
+    for p in no_passage.score([SUMMARY], [SOURCE], True)[0].pairs:  # every pair against no passage, whatever w
+        assert p.quals == pytest.approx(p.ll_source - p.ll_prior, **close)
+
+
+def test_sentence_prior_weight_defaults_to_the_presets_is_checked_and_left_out_of_earlier_fingerprints():
+    assert get_preset("smollm2-qagen").sentence_prior_weight == 0.25  # measured: docs/human_correlation.md
+    assert get_preset("mini").sentence_prior_weight == 0.0
+    assert QualsScorer(preset="smollm2-qagen").sentence_prior_weight == 0.25  # None: the preset's (no model loaded)
+    assert QualsScorer(preset="smollm2-qagen", sentence_prior_weight=0.0).sentence_prior_weight == 0.0
+    for bad in (-0.1, 1.5):
+        with pytest.raises(ValueError, match="sentence_prior_weight must be in"):
+            QualsConfig(sentence_prior_weight=bad)
+        with pytest.raises(ValueError, match="sentence_prior_weight must be in"):
+            QAFormat(name="x", model="x", sentence_prior_weight=bad)
+    assert "sentence_prior_weight" not in QualsConfig().fingerprint()  # fingerprints stored before it stay valid
+    assert QualsConfig(sentence_prior_weight=0.5).fingerprint()["sentence_prior_weight"] == 0.5
+    assert not QualsConfig(sentence_prior_weight=0.5).scores_as_calibrated()
+
+
+def test_reference_ll_is_the_summary_the_prior_or_their_mix():
+    assert reference_ll(-1.0, None, 0.0) == -1.0
+    assert reference_ll(-1.0, -3.0, 1.0) == -3.0
+    assert reference_ll(-1.0, -3.0, 0.25) == pytest.approx(-1.5)
+    with pytest.raises(ValueError, match="needs the pair's LL given no passage"):
+        reference_ll(-1.0, None, 0.25)

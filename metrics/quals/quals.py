@@ -81,8 +81,11 @@ Load-time keyword arguments (`evaluate.load("metrics/quals", config_name=..., **
         `0`: the whole source, as the paper; docs/human_correlation.md).
     sentence_pairs: also score each summary sentence as one pair (a fixed question, the sentence as its answer),
         so every sentence is checked, and QUALS is the mean over sentences (a named variant; default `True`,
-        `False`: the paper's mean over QA pairs; docs/human_correlation.md). A preset's calibration applies only
-        to the default settings (`probability` is `None` otherwise, unless `calibration` is fitted with them).
+        `False`: the paper's mean over QA pairs; docs/human_correlation.md).
+    sentence_prior_weight: the share w of a sentence pair's reference that is its likelihood with no passage,
+        (1 - w) LL_summary + w LL_no_passage (a named variant; default: the preset's, 0.25 for `smollm2-qagen` and
+        0 for the others; docs/human_correlation.md). A preset's calibration applies only to the default
+        settings (`probability` is `None` otherwise, unless `calibration` is fitted with them).
     calibration: a calibration JSON written by `quals calibrate` (default: the preset's own, if it has one).
 Returns:
     quals (`list` of `float` or `None`): QUALS of each summary; `None` where no QA pair survived filtering
@@ -121,12 +124,14 @@ Examples:
 @evaluate.utils.file_utils.add_start_docstrings(_DESCRIPTION, _KWARGS_DESCRIPTION)
 class Quals(evaluate.Metric):
     def __init__(self, *args, model=None, gguf_file=None, device=None, dtype="float32", parity=False,
-                 evidence_sentences=None, sentence_pairs=None, calibration=None, **kwargs):
+                 evidence_sentences=None, sentence_pairs=None, sentence_prior_weight=None, calibration=None,
+                 **kwargs):
         super().__init__(*args, **kwargs)
         preset = None if self.config_name == "default" and model is not None else self.config_name
         make_config = quals_engine.QualsConfig.paper_parity if parity else quals_engine.QualsConfig
-        variants = {k: v for k, v in {"evidence_sentences": evidence_sentences, "sentence_pairs": sentence_pairs
-                                       }.items() if v is not None}  # None: the configuration's own (parity: off)
+        variants = {k: v for k, v in {"evidence_sentences": evidence_sentences, "sentence_pairs": sentence_pairs,
+                                      "sentence_prior_weight": sentence_prior_weight}.items()
+                    if v is not None}  # None: the configuration's own (parity: off; the weight: the preset's)
         self.quals_config = make_config(preset=preset, model=model, gguf_file=gguf_file, device=device, dtype=dtype,
                                         calibration=calibration, **variants)
         self.qa_format = quals_engine.resolve_format(preset, model, gguf_file=gguf_file)  # fails on unknown presets

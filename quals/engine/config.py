@@ -20,8 +20,8 @@ class QualsConfig:
     > Question-answer generation (diverse beam search)
     num_beam_groups, diversity_penalty, penalty_candidates, min_new_tokens, max_new_tokens
     > Filtering and scoring
-    filter_mode, max_pairs, ll_summary, score_tokens, ll_reference, evidence_sentences, sentence_pairs, long_source,
-    window_overlap, max_source_tokens, max_source_windows
+    filter_mode, max_pairs, ll_summary, score_tokens, ll_reference, evidence_sentences, sentence_pairs,
+    sentence_prior_weight, long_source, window_overlap, max_source_tokens, max_source_windows
     > Refusals and calibration
     min_script_share, max_unknown_share, calibration
     > Throughput
@@ -71,6 +71,13 @@ class QualsConfig:
                 "QUALS is then the mean over sentences of (the mean of the sentence's QA pairs + its sentence pair) "
                 "/ 2 (quals.engine.explain.summary_quals; default); --no-sentence-pairs: the paper's mean over QA "
                 "pairs."})
+    sentence_prior_weight: float | None = field(default=None, metadata={
+        "help": "With sentence_pairs and ll_reference='summary': the share w of a sentence pair's reference that is "
+                "its log-likelihood with no passage, reference = (1 - w) LL_summary + w LL_no_passage. A sentence "
+                "copied from the summary is near-certain given the summary whatever it says, so w > 0 discounts how "
+                "predictable its wording is without any passage (a rare name the source states is still unlikely); "
+                "one more cheap pass per sentence. None: the preset's (0.25 for smollm2-qagen, 0 for the others); "
+                "0: the summary alone."})
     long_source: Literal["windows", "truncate"] = field(default="windows", metadata={
         "help": "Sources over the input limit: best of overlapping windows (default) or truncation (parity)."})
     window_overlap: float = field(default=0.25, metadata={"help": "Overlap between consecutive source windows."})
@@ -117,6 +124,8 @@ class QualsConfig:
         if self.sentence_pairs and self.ll_summary != "teacher_forced":
             raise ValueError("sentence_pairs (on by default) needs ll_summary='teacher_forced' (a sentence pair has "
                              "no search score); set sentence_pairs=False (--no-sentence-pairs) to use 'search'")
+        if self.sentence_prior_weight is not None and not 0 <= self.sentence_prior_weight <= 1:
+            raise ValueError(f"sentence_prior_weight must be in [0, 1] or None, got {self.sentence_prior_weight}")
         if not (0 <= self.min_script_share <= 1 and 0 <= self.max_unknown_share <= 1):
             raise ValueError("min_script_share and max_unknown_share must be in [0, 1]")
         if not 0 <= self.window_overlap < 1:
@@ -149,11 +158,11 @@ class QualsConfig:
 
 # Settings added after fingerprints were first stored, with the value that scores as before they existed: left out
 # at that value, so the fingerprints of earlier runs and shards stay valid (and a run with them on never matches).
-ADDED_SETTINGS = {"evidence_sentences": 0, "sentence_pairs": False}
+ADDED_SETTINGS = {"evidence_sentences": 0, "sentence_pairs": False, "sentence_prior_weight": None}
 CALIBRATED_SETTINGS = ("num_beam_groups", "diversity_penalty", "penalty_candidates", "min_new_tokens",
                        "max_new_tokens", "filter_mode", "max_pairs", "ll_summary", "score_tokens", "ll_reference",
-                       "evidence_sentences", "sentence_pairs", "long_source", "window_overlap", "max_source_tokens",
-                       "max_source_windows")
+                       "evidence_sentences", "sentence_pairs", "sentence_prior_weight", "long_source",
+                       "window_overlap", "max_source_tokens", "max_source_windows")
 
 
 def check_literal_fields(settings) -> None:

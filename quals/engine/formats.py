@@ -66,6 +66,9 @@ class QAFormat:
         scripts: the writing systems the model reads (Unicode script names; ``quals.engine.readability``).
         calibration: ``(slope, intercept, threshold)`` of the logistic map from QUALS (with the default settings)
             to P(consistent) and the decision threshold on it (``quals.engine.calibration``); ``None``: not fitted.
+        sentence_prior_weight: this model's default for ``QualsConfig.sentence_prior_weight`` (the share of a
+            sentence pair's reference that is its likelihood with no passage; 0: the summary alone). Measured per
+            model (docs/human_correlation.md): it helps the bundled causal QAGen and not ``mini``.
     """
 
     name: str
@@ -91,6 +94,7 @@ class QAFormat:
     adapter: str | None = None
     scripts: tuple[str, ...] = ("Latin",)
     calibration: tuple[float, float, float] | None = None
+    sentence_prior_weight: float = 0.0
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "scripts", tuple(self.scripts))
@@ -104,6 +108,9 @@ class QAFormat:
             raise ValueError(f"input_template of format {self.name!r} must contain '{{passage}}'")
         if not self.qa_separator.strip():
             raise ValueError(f"qa_separator of format {self.name!r} must contain a visible character")
+        if not 0 <= self.sentence_prior_weight <= 1:
+            raise ValueError(f"format {self.name!r}: sentence_prior_weight must be in [0, 1], got "
+                             f"{self.sentence_prior_weight}")
         if self.terminator == "merged" and not self.pair_delimiter:
             raise ValueError(f"format {self.name!r}: terminator='merged' needs a pair_delimiter")
 

@@ -15,7 +15,8 @@ class QAPair:
 
     ``quals = ll_source - ll_reference`` over the scored tokens (``QualsConfig.score_tokens``: the whole pair, as
     the paper, or its answer only), where the reference is the summary (the paper) or no passage at all
-    (``QualsConfig.ll_reference``). The per-token lists cover every target token, whatever was scored.
+    (``QualsConfig.ll_reference``; for a sentence pair, a mix of the two: ``QualsConfig.sentence_prior_weight``,
+    ``reference_ll``). The per-token lists cover every target token, whatever was scored.
     """
 
     question: str
@@ -29,10 +30,20 @@ class QAPair:
     search_score: float | None = None  # penalized cumulative generation score, when the pair came from one sequence
     source_window: int = 0  # which source window gave ll_source
     answer_start: int = 0  # index in ``tokens`` of the first answer token (after the separator)
-    ll_prior: float | None = None  # the same given no passage (computed with ll_reference="no_passage")
+    ll_prior: float | None = None  # the same given no passage (when its reference needs it)
     prior_logprobs: list[float] | None = None
     evidence: str | None = None  # the source sentences the pair was scored on (QualsConfig.evidence_sentences)
     sentence_pair: bool = False  # a summary sentence as the answer to a fixed question (QualsConfig.sentence_pairs)
+
+
+def reference_ll(ll_summary: float, ll_prior: float | None, prior_share: float) -> float:
+    """What a pair's LL_source is compared with: LL given the summary, LL given no passage (``prior_share`` 1), or
+    ``(1 - prior_share) LL_summary + prior_share LL_prior`` (a sentence pair's ``sentence_prior_weight``)."""
+    if prior_share == 0:
+        return ll_summary
+    if ll_prior is None:
+        raise ValueError("a reference with a no-passage share needs the pair's LL given no passage")
+    return ll_prior if prior_share == 1 else (1 - prior_share) * ll_summary + prior_share * ll_prior
 
 
 @dataclass

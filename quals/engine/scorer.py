@@ -35,7 +35,7 @@ from quals.engine.inputs import as_list, input_error, unreadable_reason
 from quals.engine.loading import load_qagen, resolve_format
 from quals.engine.progress import LongSourceProgress
 from quals.engine.qagen import Context, QAGenModel, Target
-from quals.engine.results import CorpusSummary, QAPair, SummaryScore
+from quals.engine.results import CorpusSummary, QAPair, SummaryScore, reference_ll
 from quals.engine.sentence_pairs import claim_sentences, sentence_pairs, set_aside_own_question
 from quals.engine.source_cache import SourceCache
 
@@ -79,6 +79,8 @@ class QualsScorer:
         self.min_new_tokens = fmt.min_new_tokens if cfg.min_new_tokens is None else cfg.min_new_tokens
         self.max_new_tokens = fmt.max_new_tokens if cfg.max_new_tokens is None else cfg.max_new_tokens
         self.max_source_tokens = cfg.max_source_tokens or fmt.max_source_tokens
+        self.sentence_prior_weight = (fmt.sentence_prior_weight if cfg.sentence_prior_weight is None
+                                      else cfg.sentence_prior_weight)
         self.calibration = (Calibration.load(cfg.calibration) if cfg.calibration
                             else Calibration(*fmt.calibration) if fmt.calibration and cfg.scores_as_calibrated()
                             else None)
@@ -225,7 +227,7 @@ class QualsScorer:
             for j, cand in enumerate(kept):
                 target = cand.payload["target"]
                 cand.payload["answer_start"] = qagen.answer_start(target)
-                if self.config.ll_reference == "no_passage":
+                if self._prior_share(cand):
                     jobs.append((i, j, self._empty_passage(), target, "prior"))
                 generated = cand.payload.get("generated_logprobs") if self.config.reuse_search_logprobs else None
                 if self.config.ll_summary == "teacher_forced" and generated is not None:
@@ -284,6 +286,13 @@ class QualsScorer:
         start = cand.payload["answer_start"] if answer_only else 0
         return float(logprobs[start:].mean())
 
+    def _prior_share(self, cand: Candidate) -> float:
+        """The share of the pair's reference that is its LL given no passage (``reference_ll``): 1 with
+        ``ll_reference="no_passage"``, else ``sentence_prior_weight`` for a sentence pair and 0 for a QA pair."""
+        if self.config.ll_reference == "no_passage":
+            return 1.0
+        return self.sentence_prior_weight if cand.payload.get("sentence_pair") else 0.0
+
     def _pair(self, cand: Candidate, source: tuple[torch.Tensor, int], summary_lp: torch.Tensor | None,
               prior_lp: torch.Tensor | None) -> QAPair:
         source_lp, window = source
@@ -293,7 +302,7 @@ class QualsScorer:
         tokens = self.qagen.tokenizer.convert_ids_to_tokens(target.ids[target.num_unscored:])[: len(source_lp)]
         ll_source, ll_summary = self._mean(source_lp, cand), self._mean(summary_lp, cand)
         ll_prior = None if prior_lp is None else self._mean(prior_lp, cand)
-        reference = ll_summary if self.config.ll_reference == "summary" else ll_prior
+        reference = reference_ll(ll_summary, ll_prior, self._prior_share(cand))
         return QAPair(question=cand.question, answer=cand.answer, quals=ll_source - reference, ll_source=ll_source,
                       ll_summary=ll_summary, tokens=tokens, source_logprobs=source_lp.tolist(),
                       summary_logprobs=summary_lp.tolist(), search_score=cand.payload.get("search_score"),
