@@ -243,7 +243,8 @@ def measure_preset(args) -> dict:
     """Seconds per summary of one QAGen preset on XSum-length and CNN/DM-length sources (``--documents`` XSum
     documents cut to 450 and 900 tokens, each with its reference summary), with the context cache (an
     encoder-decoder's cross-attention keys/values, a causal LM's prompt KV cache) shared and not shared, and with
-    the paper's definition (whole source, QA pairs only) beside the defaults (evidence passages, sentence pairs), and
+    the paper's definition (whole source, QA pairs only) beside the defaults (evidence passages, sentence pairs),
+    ``sentence_prior_weight=0`` beside a preset's non-zero weight (one more pass per sentence), and
     ``--evidence-sentences K`` for another number of evidence sentences."""
     config = QualsConfig(preset=args.preset, model=args.model, gguf_file=args.gguf_file, device=args.device,
                          max_batch_tokens=args.max_batch_tokens, show_progress=False)
@@ -255,6 +256,8 @@ def measure_preset(args) -> dict:
         variants = {"context cache shared": {}, "context cache not shared": {"share_context_cache": False}}
         variants["whole source, QA pairs only (the paper's definition)"] = {"evidence_sentences": 0,
                                                                               "sentence_pairs": False}
+        if QualsScorer(config, qagen=qagen).sentence_prior_weight:  # the preset's, beside its cost-free 0
+            variants["sentence_prior_weight=0"] = {"sentence_prior_weight": 0.0}
         if args.evidence_sentences:  # another number of evidence sentences, side by side
             variants[f"evidence_sentences={args.evidence_sentences}"] = {"evidence_sentences": args.evidence_sentences}
         for variant, settings in variants.items():
