@@ -51,6 +51,7 @@ from quals import (
     QAPair,
     QualsConfig,
     QualsScorer,
+    prior_share,
     reference_ll,
     resolve_format,
     sentence_scores,
@@ -201,9 +202,9 @@ def variant_pairs(record: dict, tokens: str, reference: str, sentence_weight: fl
     pairs = []
     for p in record.get("pairs") or []:
         start = p["answer_start"] if tokens == "answer" or p.get("sentence_pair") else 0
-        share = 1.0 if reference == "no_passage" else sentence_weight if p.get("sentence_pair") else 0.0
         ll_reference = reference_ll(float(np.mean(p["summary_logprobs"][start:])),
-                                    float(np.mean(p["prior_logprobs"][start:])), share)
+                                    float(np.mean(p["prior_logprobs"][start:])),
+                                    prior_share(reference, p.get("sentence_pair", False), sentence_weight))
         quals = float(np.mean(p["source_logprobs"][start:])) - ll_reference
         pairs.append(QAPair(**{**{k: p[k] for k in QAPAIR_FIELDS if k in p}, "quals": quals}))
     return pairs

@@ -3,7 +3,7 @@ QUALS as the mean over sentences; the QA pairs themselves unchanged."""
 
 import pytest
 
-from quals import QAFormat, QAPair, QualsConfig, QualsScorer, get_preset, reference_ll, summary_quals
+from quals import QAFormat, QAPair, QualsConfig, QualsScorer, get_preset, prior_share, reference_ll, summary_quals
 from quals.engine.sentence_pairs import SENTENCE_QUESTION, asks_sentence_question
 
 
@@ -132,6 +132,8 @@ def test_sentence_prior_weight_defaults_to_the_presets_is_checked_and_left_out_o
 
 
 def test_reference_ll_is_the_summary_the_prior_or_their_mix():
+    assert [prior_share("summary", False, 0.25), prior_share("summary", True, 0.25)] == [0.0, 0.25]
+    assert prior_share("no_passage", False, 0.25) == prior_share("no_passage", True, 0.0) == 1.0
     assert reference_ll(-1.0, None, 0.0) == -1.0
     assert reference_ll(-1.0, -3.0, 1.0) == -3.0
     assert reference_ll(-1.0, -3.0, 0.25) == pytest.approx(-1.5)

@@ -23,7 +23,7 @@ from quals.engine.loading import load_qagen, resolve_format
 from quals.engine.model_folders import save_qagen
 from quals.engine.presets import DEFAULT_PRESET, UnknownPresetError, all_presets, get_preset
 from quals.engine.qagen import CausalQAGen, QAGenModel, Seq2SeqQAGen, build_qagen
-from quals.engine.results import CorpusSummary, QAPair, SummaryScore, reference_ll
+from quals.engine.results import CorpusSummary, QAPair, SummaryScore, prior_share, reference_ll
 from quals.engine.scorer import Generation, QualsScorer
 from quals.engine.weights import ModelLoadError
 
@@ -60,6 +60,7 @@ __all__ = [
     "load_qagen",
     "merge_spans",
     "normalize",
+    "prior_share",
     "reference_ll",
     "resolve_format",
     "save_qagen",

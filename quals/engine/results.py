@@ -36,6 +36,14 @@ class QAPair:
     sentence_pair: bool = False  # a summary sentence as the answer to a fixed question (QualsConfig.sentence_pairs)
 
 
+def prior_share(ll_reference: str, sentence_pair: bool, sentence_prior_weight: float) -> float:
+    """The share of a pair's reference that is its LL given no passage: 1 with ``ll_reference="no_passage"``, else
+    ``sentence_prior_weight`` for a sentence pair and 0 for a QA pair (the paper's LL_summary)."""
+    if ll_reference == "no_passage":
+        return 1.0
+    return sentence_prior_weight if sentence_pair else 0.0
+
+
 def reference_ll(ll_summary: float, ll_prior: float | None, prior_share: float) -> float:
     """What a pair's LL_source is compared with: LL given the summary, LL given no passage (``prior_share`` 1), or
     ``(1 - prior_share) LL_summary + prior_share LL_prior`` (a sentence pair's ``sentence_prior_weight``)."""

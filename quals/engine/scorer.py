@@ -35,7 +35,7 @@ from quals.engine.inputs import as_list, input_error, unreadable_reason
 from quals.engine.loading import load_qagen, resolve_format
 from quals.engine.progress import LongSourceProgress
 from quals.engine.qagen import Context, QAGenModel, Target
-from quals.engine.results import CorpusSummary, QAPair, SummaryScore, reference_ll
+from quals.engine.results import CorpusSummary, QAPair, SummaryScore, prior_share, reference_ll
 from quals.engine.sentence_pairs import claim_sentences, sentence_pairs, set_aside_own_question
 from quals.engine.source_cache import SourceCache
 
@@ -287,11 +287,8 @@ class QualsScorer:
         return float(logprobs[start:].mean())
 
     def _prior_share(self, cand: Candidate) -> float:
-        """The share of the pair's reference that is its LL given no passage (``reference_ll``): 1 with
-        ``ll_reference="no_passage"``, else ``sentence_prior_weight`` for a sentence pair and 0 for a QA pair."""
-        if self.config.ll_reference == "no_passage":
-            return 1.0
-        return self.sentence_prior_weight if cand.payload.get("sentence_pair") else 0.0
+        return prior_share(self.config.ll_reference, cand.payload.get("sentence_pair", False),
+                           self.sentence_prior_weight)
 
     def _pair(self, cand: Candidate, source: tuple[torch.Tensor, int], summary_lp: torch.Tensor | None,
               prior_lp: torch.Tensor | None) -> QAPair:
