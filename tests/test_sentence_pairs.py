@@ -131,6 +131,17 @@ def test_sentence_prior_weight_defaults_to_the_presets_is_checked_and_left_out_o
     assert not QualsConfig(sentence_prior_weight=0.5).scores_as_calibrated()
 
 
+def test_a_setting_passed_at_the_presets_own_value_keeps_its_calibration():
+    assert QualsScorer(preset="smollm2-qagen").calibration is not None  # no model loaded
+    for same in ({"sentence_prior_weight": 0.25}, {"num_beam_groups": get_preset("smollm2-qagen").num_beam_groups}):
+        assert QualsScorer(preset="smollm2-qagen", **same).calibration is not None, same
+    for other in ({"sentence_prior_weight": 0.0}, {"num_beam_groups": 7}, {"sentence_pairs": False}):
+        assert QualsScorer(preset="smollm2-qagen", **other).calibration is None, other
+    assert QualsScorer(preset="mini", sentence_prior_weight=0.0).calibration is not None  # mini's own weight
+    with pytest.raises(ValueError, match="num_beam_groups must be positive or None"):
+        QualsConfig(num_beam_groups=0)
+
+
 def test_reference_ll_is_the_summary_the_prior_or_their_mix():
     assert [prior_share("summary", False, 0.25), prior_share("summary", True, 0.25)] == [0.0, 0.25]
     assert prior_share("no_passage", False, 0.25) == prior_share("no_passage", True, 0.0) == 1.0

@@ -6,9 +6,14 @@
 
 from __future__ import annotations
 
+import dataclasses
 import typing
 from dataclasses import dataclass, field, fields
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
+
+
+if TYPE_CHECKING:
+    from quals.engine.formats import QAFormat
 
 
 @dataclass
@@ -114,6 +119,9 @@ class QualsConfig:
             raise ValueError(f"penalty_candidates must be 1 or 2, got {self.penalty_candidates!r}")
         if self.max_pairs < 1 or self.max_batch_tokens < 1:
             raise ValueError("max_pairs and max_batch_tokens must be positive")
+        for name in ("num_beam_groups", "max_new_tokens", "max_source_tokens"):
+            if getattr(self, name) is not None and getattr(self, name) < 1:
+                raise ValueError(f"{name} must be positive or None (the preset's), got {getattr(self, name)}")
         if self.max_source_windows is not None and self.max_source_windows < 1:
             raise ValueError(f"max_source_windows must be positive or None, got {self.max_source_windows}")
         if self.evidence_sentences is None:  # the spelling of "whole source" before 0 was
@@ -141,12 +149,21 @@ class QualsConfig:
                     "max_new_tokens": 60, "max_pairs": 10}
         return cls(**{**settings, **overrides})
 
-    def scores_as_calibrated(self) -> bool:
+    def with_format(self, fmt: QAFormat) -> QualsConfig:
+        """This config with every setting left to the preset (``None``: PRESET_SETTINGS) read from the QAGen's
+        format: the values a scorer of this format runs with."""
+        return dataclasses.replace(self, **{name: getattr(fmt, name) for name in PRESET_SETTINGS
+                                            if getattr(self, name) is None})
+
+    def scores_as_calibrated(self, fmt: QAFormat | None = None) -> bool:
         """True when QUALS values are on the scale a preset's stored calibration was fitted on: every setting that
         changes scores at its default (a named variant, another filter or number of pairs gets ``probability=None``
-        unless ``calibration`` names a curve fitted with those settings)."""
-        defaults = QualsConfig()
-        return all(getattr(self, name) == getattr(defaults, name) for name in CALIBRATED_SETTINGS)
+        unless ``calibration`` names a curve fitted with those settings). Given the preset's ``fmt``, a setting
+        passed explicitly at the preset's own value counts as its default."""
+        mine, defaults = self, QualsConfig()
+        if fmt is not None:
+            mine, defaults = self.with_format(fmt), defaults.with_format(fmt)
+        return all(getattr(mine, name) == getattr(defaults, name) for name in CALIBRATED_SETTINGS)
 
     def fingerprint(self) -> dict:
         """The settings that change scores (used to refuse mixing results of different configurations)."""
@@ -159,6 +176,9 @@ class QualsConfig:
 # Settings added after fingerprints were first stored, with the value that scores as before they existed: left out
 # at that value, so the fingerprints of earlier runs and shards stay valid (and a run with them on never matches).
 ADDED_SETTINGS = {"evidence_sentences": 0, "sentence_pairs": False, "sentence_prior_weight": None}
+# Settings whose None means "the QAGen format's value" (QAFormat fields of the same names).
+PRESET_SETTINGS = ("num_beam_groups", "diversity_penalty", "min_new_tokens", "max_new_tokens", "max_source_tokens",
+                   "sentence_prior_weight")
 CALIBRATED_SETTINGS = ("num_beam_groups", "diversity_penalty", "penalty_candidates", "min_new_tokens",
                        "max_new_tokens", "filter_mode", "max_pairs", "ll_summary", "score_tokens", "ll_reference",
                        "evidence_sentences", "sentence_pairs", "sentence_prior_weight", "long_source",

@@ -74,15 +74,12 @@ class QualsScorer:
         self._empty: Context | None = None  # an empty passage, encoded on first use (ll_reference="no_passage")
         self.decoder_rows = 0  # rows the QA generation fed to the decoder, summed over steps
         fmt, cfg = self.format, self.config
-        self.num_groups = cfg.num_beam_groups or fmt.num_beam_groups
-        self.diversity_penalty = fmt.diversity_penalty if cfg.diversity_penalty is None else cfg.diversity_penalty
-        self.min_new_tokens = fmt.min_new_tokens if cfg.min_new_tokens is None else cfg.min_new_tokens
-        self.max_new_tokens = fmt.max_new_tokens if cfg.max_new_tokens is None else cfg.max_new_tokens
-        self.max_source_tokens = cfg.max_source_tokens or fmt.max_source_tokens
-        self.sentence_prior_weight = (fmt.sentence_prior_weight if cfg.sentence_prior_weight is None
-                                      else cfg.sentence_prior_weight)
+        run = cfg.with_format(fmt)  # the preset's values where the config leaves them to it
+        self.num_groups, self.diversity_penalty = run.num_beam_groups, run.diversity_penalty
+        self.min_new_tokens, self.max_new_tokens = run.min_new_tokens, run.max_new_tokens
+        self.max_source_tokens, self.sentence_prior_weight = run.max_source_tokens, run.sentence_prior_weight
         self.calibration = (Calibration.load(cfg.calibration) if cfg.calibration
-                            else Calibration(*fmt.calibration) if fmt.calibration and cfg.scores_as_calibrated()
+                            else Calibration(*fmt.calibration) if fmt.calibration and cfg.scores_as_calibrated(fmt)
                             else None)
         if cfg.ll_summary == "search" and fmt.multi_pair:
             raise ValueError(f"ll_summary='search' needs a one-pair-per-sequence format; {fmt.name!r} writes several "
