@@ -79,14 +79,17 @@ def generate(qagen, passages: list[str], groups: int, penalty: float, batch: int
     return out
 
 
-def evaluate(fmt, split: dict, squad: str, num_passages: int, groups: int, penalty: float, seed: int) -> dict:
+def evaluate(fmt, split: dict, squad: str, num_passages: int, groups: int, penalty: float, seed: int,
+             loss_pairs: int | None = None) -> dict:
     qagen = load_qagen(fmt, "cpu")
     model = fmt.adapter or fmt.model
     heldout = [e for e in load_examples(squad) if e.article in set(split["heldout_articles"])]
+    sample = loss_pairs is not None and loss_pairs < len(heldout)
+    scored = random.Random(seed).sample(heldout, loss_pairs) if sample else heldout
     started = time.time()
-    loss = token_loss(qagen, heldout)
+    loss = token_loss(qagen, scored)
     passages = list(dict.fromkeys(e.passage for e in heldout))
-    rng = random.Random(seed)
+    rng = random.Random(seed)  # the same passages whether or not the loss was sampled
     chosen = rng.sample(passages, min(num_passages, len(passages)))
     others = [chosen[(i + 1) % len(chosen)] for i in range(len(chosen))]  # a different held-out passage
     generated = generate(qagen, chosen, groups, penalty)
@@ -116,8 +119,8 @@ def evaluate(fmt, split: dict, squad: str, num_passages: int, groups: int, penal
     answers, tops = max(counts["answers"], 1), max(counts["passages_with_pairs"], 1)
     return {
         "model": model, "heldout_articles": split["heldout_articles"], "heldout_pairs": len(heldout),
-        "token_loss": round(loss, 4), "passages_generated": len(chosen), "groups": groups,
-        "diversity_penalty": penalty,
+        "token_loss": round(loss, 4), "token_loss_pairs": len(scored), "passages_generated": len(chosen),
+        "groups": groups, "diversity_penalty": penalty,
         "answer_in_own_passage": round(counts["answer_in_own"] / answers, 4),
         "answer_in_other_passage": round(counts["answer_in_other"] / answers, 4),
         "answer_substring_of_own_passage": round(counts["answer_substring_of_own"] / answers, 4),
@@ -140,6 +143,9 @@ def main(argv: list[str] | None = None) -> int:
                                                        "model folder's own)")
     parser.add_argument("--squad", default="../shared/data/squad/dev-v1.1.reconstructed.json")
     parser.add_argument("--passages", type=int, default=60, help="held-out passages to generate from")
+    parser.add_argument("--loss-pairs", type=int, default=None, help="token loss on a seeded sample of this many "
+                                                                      "held-out pairs (default: all; a larger model "
+                                                                      "on CPU)")
     parser.add_argument("--groups", type=int, default=5, help="diverse-beam groups per passage")
     parser.add_argument("--penalty", type=float, default=0.5)
     parser.add_argument("--seed", type=int, default=0)
@@ -154,7 +160,7 @@ def main(argv: list[str] | None = None) -> int:
     if not split.is_file():
         parser.error(f"no split file at {split}: pass --split (the split.json that quals train-qagen wrote)")
     result = evaluate(fmt, json.loads(split.read_text()), args.squad, args.passages, args.groups, args.penalty,
-                      args.seed)
+                      args.seed, args.loss_pairs)
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
     print(f"token loss {result['token_loss']:.3f} | answers in own passage {result['answer_in_own_passage']:.1%} "
