@@ -118,7 +118,8 @@ def evaluate(fmt, split: dict, squad: str, num_passages: int, groups: int, penal
                             "answer_in_passage": found_in(pairs[0][1], passage)})
     answers, tops = max(counts["answers"], 1), max(counts["passages_with_pairs"], 1)
     return {
-        "model": model, "heldout_articles": split["heldout_articles"], "heldout_pairs": len(heldout),
+        "model": model, "gguf_file": fmt.gguf_file, "heldout_articles": split["heldout_articles"],
+        "heldout_pairs": len(heldout),
         "token_loss": round(loss, 4), "token_loss_pairs": len(scored), "passages_generated": len(chosen),
         "groups": groups, "diversity_penalty": penalty,
         "answer_in_own_passage": round(counts["answer_in_own"] / answers, 4),
