@@ -14,36 +14,90 @@ from scipy.stats import ConstantInputWarning, pearsonr, spearmanr
 from sklearn.metrics import roc_auc_score
 
 from quals import Calibration
+from quals.engine.calibration import balanced_accuracy
 
 
 def correlations(metric: list[float | None], rows: list[dict], bootstrap: int, seed: int) -> dict:
     """Pearson / Spearman vs human score, ROC AUC vs label (bootstrap 95% intervals), balanced accuracy."""
+    values, unscored = filled(metric)
+    human, label = _targets(rows)
+    point = _stats(values, human, label, np.arange(len(rows)))
+    samples = [_stats(values, human, label, index) for index in resamples(len(rows), bootstrap, seed)]
+    for key in list(point):
+        point[f"{key}_ci95"] = _interval([s.get(key, math.nan) for s in samples])
+    accuracy = None if label is None else heldout_balanced_accuracy(values, label, [r.get("split") for r in rows],
+                                                                      seed)
+    if accuracy is not None:
+        point["balanced_accuracy"] = accuracy
+    point["unscored"] = unscored
+    return point
+
+
+def paired_difference(metric_a: list[float | None], metric_b: list[float | None], rows: list[dict],
+                      bootstrap: int, seed: int) -> dict:
+    """Metric a minus metric b in Pearson / Spearman / ROC AUC, on the same rows and the same bootstrap resamples
+    (those of ``correlations`` with this seed): the difference, its 95 % interval and the share of resamples in
+    which a is ahead. An interval that holds 0 means the two metrics tie on these rows."""
+    (a, _), (b, _) = filled(metric_a), filled(metric_b)
+    human, label = _targets(rows)
+
+    def difference(index: np.ndarray) -> dict:
+        first, second = _stats(a, human, label, index), _stats(b, human, label, index)
+        return {key: first[key] - second[key] for key in first if key in second}
+
+    point = difference(np.arange(len(rows)))
+    samples = [difference(index) for index in resamples(len(rows), bootstrap, seed)]
+    for key in list(point):
+        draws = [d for s in samples if not math.isnan(d := s.get(key, math.nan))]
+        point[f"{key}_ci95"] = _interval(draws)
+        point[f"{key}_ahead"] = float(np.mean([d > 0 for d in draws])) if draws else None
+    return point
+
+
+def paired_table(readings: dict[str, list], baselines: dict[str, list], rows: list[dict], bootstrap: int,
+                 seed: int) -> dict[str, dict]:
+    """``paired_difference`` of each reading minus each baseline and minus each reading after it, keyed
+    ``"a - b"``."""
+    names = list(readings)
+    comparisons = [(a, b, baselines[b]) for a in names for b in baselines]
+    comparisons += [(a, b, readings[b]) for i, a in enumerate(names) for b in names[i + 1:]]
+    return {f"{a} - {b}": paired_difference(readings[a], other, rows, bootstrap, seed) for a, b, other in comparisons}
+
+
+def filled(metric: list[float | None]) -> tuple[np.ndarray, int]:
+    """The metric as an array, unscored rows (None) given the lowest value scored; and how many were unscored."""
     values = np.array([np.nan if v is None else v for v in metric], dtype=float)
     unscored = int(np.isnan(values).sum())
     if unscored:
         values[np.isnan(values)] = np.nanmin(values) if unscored < len(values) else 0.0
+    return values, unscored
+
+
+def resamples(n: int, bootstrap: int, seed: int) -> list[np.ndarray]:
+    """The bootstrap's row indexes: ``bootstrap`` draws of n rows with replacement, the same for every metric."""
+    rng = np.random.default_rng(seed)
+    return [rng.integers(0, n, n) for _ in range(bootstrap)]
+
+
+def _targets(rows: list[dict]) -> tuple[np.ndarray, np.ndarray | None]:
+    """Human scores, and binary labels when every row has one and both classes occur."""
     human = np.array([r["score"] for r in rows], dtype=float)
     labels = [r["label"] for r in rows]
     has_labels = all(label is not None for label in labels) and len(set(labels)) == 2
-    label = np.array(labels, dtype=float) if has_labels else None
+    return human, np.array(labels, dtype=float) if has_labels else None
 
-    def stats(index: np.ndarray) -> dict:
-        x, y = values[index], human[index]
-        result = {"pearson": _safe(lambda: pearsonr(x, y)[0]), "spearman": _safe(lambda: spearmanr(x, y)[0])}
-        if has_labels and len(set(label[index])) == 2:
-            result["roc_auc"] = float(roc_auc_score(label[index], x))
-        return result
 
-    point = stats(np.arange(len(rows)))
-    rng = np.random.default_rng(seed)
-    samples = [stats(rng.integers(0, len(rows), len(rows))) for _ in range(bootstrap)]
-    for key in list(point):
-        draws = [s[key] for s in samples if key in s and not math.isnan(s[key])]
-        point[f"{key}_ci95"] = [float(np.percentile(draws, 2.5)), float(np.percentile(draws, 97.5))] if draws else None
-    if has_labels:
-        point["balanced_accuracy"] = heldout_balanced_accuracy(values, label, [r.get("split") for r in rows], seed)
-    point["unscored"] = unscored
-    return point
+def _stats(values: np.ndarray, human: np.ndarray, label: np.ndarray | None, index: np.ndarray) -> dict:
+    x, y = values[index], human[index]
+    result = {"pearson": _safe(lambda: pearsonr(x, y)[0]), "spearman": _safe(lambda: spearmanr(x, y)[0])}
+    if label is not None and len(set(label[index])) == 2:
+        result["roc_auc"] = float(roc_auc_score(label[index], x))
+    return result
+
+
+def _interval(draws: list[float]) -> list[float] | None:
+    draws = [d for d in draws if not math.isnan(d)]
+    return [float(np.percentile(draws, 2.5)), float(np.percentile(draws, 97.5))] if draws else None
 
 
 def best_threshold(values: np.ndarray, label: np.ndarray) -> float:
@@ -52,17 +106,17 @@ def best_threshold(values: np.ndarray, label: np.ndarray) -> float:
     return float(max(candidates, key=lambda t: balanced_accuracy(values >= t, label)))
 
 
-def balanced_accuracy(predicted: np.ndarray, label: np.ndarray) -> float:
-    positive, negative = label == 1, label == 0
-    return float((predicted[positive].mean() + (~predicted[negative]).mean()) / 2)
-
-
-def heldout_balanced_accuracy(values: np.ndarray, label: np.ndarray, splits: list, seed: int) -> float:
+def heldout_balanced_accuracy(values: np.ndarray, label: np.ndarray, splits: list, seed: int) -> float | None:
     """Balanced accuracy with a threshold tuned apart from the rows it is measured on: on the ``val`` split if
-    the data has one (measured on the rest), else 5-fold cross-validation (stratified by label)."""
+    the data has one (measured on the rest), else 5-fold cross-validation (stratified by label). None when either
+    part lacks a label (or, without a split, either label has fewer than 5 rows)."""
     val = np.array([s == "val" for s in splits])
     if val.any() and (~val).any():
+        if len(set(label[val])) < 2 or len(set(label[~val])) < 2:
+            return None
         return balanced_accuracy(values[~val] >= best_threshold(values[val], label[val]), label[~val])
+    if min(np.bincount(label.astype(int), minlength=2)) < 5:
+        return None
     fold = folds(label, 5, seed)
     predicted = np.zeros(len(values), dtype=bool)
     for k in range(5):
@@ -107,7 +161,7 @@ def calibration_cv(values: np.ndarray, label: np.ndarray, groups: np.ndarray, se
     report = {}
     for group in dict.fromkeys(groups):
         rows = groups == group
-        report[str(group)] = {"balanced_accuracy": balanced_accuracy(decision[rows], label[rows]),
+        report[str(group)] = {"balanced_accuracy": float(balanced_accuracy(decision[rows], label[rows])),
                               "ece": expected_calibration_error(probability[rows], label[rows])}
     return report
 

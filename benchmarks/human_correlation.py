@@ -43,7 +43,7 @@ import time
 from pathlib import Path
 
 import numpy as np
-from agreement import calibration_cv, correlations  # benchmarks/agreement.py, beside this script
+from agreement import calibration_cv, correlations, paired_table  # benchmarks/agreement.py, beside this script
 from sklearn.metrics import roc_auc_score
 
 from quals import (
@@ -68,6 +68,7 @@ STOPWORDS = frozenset(["a", "an", "the", "of", "in", "on", "at", "to", "for", "b
                        "i", "we", "you", "our", "your", "my", "me", "us"])
 READINGS = ("calibration", "sentence_prior_weight")  # format fields that change scores, not the recorded pass
 QAPAIR_FIELDS = [f.name for f in dataclasses.fields(QAPair)]
+PAIRED_BASELINES = ("bigram precision", "unigram precision")  # each QUALS reading minus these, paired
 VARIANTS = {"pair / summary": ("pair", "summary"), "answer / summary": ("answer", "summary"),
             "pair / no passage": ("pair", "no_passage"), "answer / no passage": ("answer", "no_passage")}
 
@@ -162,6 +163,12 @@ def cache_file(cache: Path, dataset: str, config: QualsConfig) -> Path:
 
 def row_key(row: dict) -> str:
     return hashlib.sha256(json.dumps([row["summary"], row["document"]]).encode()).hexdigest()[:16]
+
+
+def rows_fingerprint(rows: list[dict]) -> str:
+    """Which rows, with which human scores: stored readings from an earlier run pair up only on the same ones."""
+    key = json.dumps([[row_key(r), r["score"], r["label"]] for r in rows])
+    return hashlib.sha256(key.encode()).hexdigest()[:16]
 
 
 def score_cached(rows: list[dict], config: QualsConfig, path: Path, batch: int) -> tuple[list[dict], dict]:
@@ -313,6 +320,9 @@ def main(argv: list[str] | None = None) -> int:
         entry = report.setdefault("datasets", {}).setdefault(name, {})
         entry.update({"summaries": len(rows), "positives": sum(r["label"] or 0 for r in rows)})
         metrics = {f"baseline: {k}": v for k, v in baselines(rows, common).items()}
+        stored = entry.get("values", {})  # per-row default readings of every configuration run on these rows
+        if stored.get("rows") != rows_fingerprint(rows):
+            stored = {"rows": rows_fingerprint(rows), "readings": {}}
         for preset in args.preset:
             config = scorer_config(preset, args.model, args.gguf_file, overrides)
             label = args.label or preset
@@ -323,6 +333,7 @@ def main(argv: list[str] | None = None) -> int:
             variants = variant_scores(records, rows, weight)
             metrics.update({f"{label}: {k}": v for k, v in variants.items()})
             default = default_variant(preset, overrides)
+            stored["readings"][f"{label}: QUALS {default}"] = variants[f"QUALS {default}"]
             if all(r["label"] is not None for r in rows):
                 calibration_data.setdefault(label, []).extend(
                     (v, r["label"], name) for v, r in zip(variants[f"QUALS {default}"], rows, strict=True)
@@ -331,8 +342,14 @@ def main(argv: list[str] | None = None) -> int:
                 entry.setdefault("sentence_level", {})[label] = sentence_auc(records, rows, default, weight)
         table = {metric: correlations(values, rows, args.bootstrap, args.seed) for metric, values in metrics.items()}
         entry.setdefault("metrics", {}).update(table)
+        entry["values"] = stored
+        entry["paired"] = paired_table(stored["readings"], {b: metrics[f"baseline: {b}"] for b in PAIRED_BASELINES},
+                                       rows, args.bootstrap, args.seed)
         print_table(name, entry)
     for label, data in calibration_data.items():
+        if len({consistent for _, consistent, _ in data}) < 2:
+            print(f"\ncalibration of {label}: not fitted (its scored summaries all have the same label)")
+            continue
         report.setdefault("calibration", {})[label] = calibration_summary(data, args.seed)
         print(f"\ncalibration of {label}: {report['calibration'][label]}")
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
@@ -348,11 +365,13 @@ def default_variant(preset: str, overrides: dict) -> str:
 
 def calibration_summary(data: list[tuple[float, int, str]], seed: int) -> dict:
     """The calibration fitted on every labelled summary (to store with the preset), and its 5-fold
-    cross-validated balanced accuracy and expected calibration error per data set."""
+    cross-validated balanced accuracy and expected calibration error per data set (None with fewer than 5
+    summaries of either label: a fold would lack one)."""
     values, labels, groups = (np.array(column) for column in zip(*data, strict=True))
     fitted = Calibration.fit(list(values), list(labels.astype(int)))
+    enough = min(np.bincount(labels.astype(int), minlength=2)) >= 5
     return {**fitted.to_dict(), "summaries": len(values), "cross_validated": calibration_cv(
-        values.astype(float), labels.astype(int), groups, seed)}
+        values.astype(float), labels.astype(int), groups, seed) if enough else None}
 
 
 def print_table(name: str, entry: dict) -> None:
@@ -363,6 +382,13 @@ def print_table(name: str, entry: dict) -> None:
                  if r.get(k + "_ci95") else f"{'-':>20s}" for k in ("pearson", "spearman", "roc_auc")]
         accuracy = f"{100 * r['balanced_accuracy']:7.1f}" if "balanced_accuracy" in r else f"{'-':>7s}"
         print(f"{metric:48s} {cells[0]:>20s} {cells[1]:>20s} {cells[2]:>20s} {accuracy} {r['unscored']}")
+    if entry.get("paired"):
+        print(f"\n{'paired difference (same resamples; share of them ahead)':72s} {'Pearson':>28s} {'ROC AUC':>28s}")
+    for comparison, d in entry.get("paired", {}).items():
+        cells = [f"{100 * d[k]:+5.1f} [{100 * d[k + '_ci95'][0]:+5.1f},{100 * d[k + '_ci95'][1]:+5.1f}] "
+                 f"{100 * d[k + '_ahead']:3.0f}%" if d.get(k + "_ci95") else f"{'-':>28s}"
+                 for k in ("pearson", "roc_auc")]
+        print(f"{comparison:72s} {cells[0]:>28s} {cells[1]:>28s}")
     for label, sentences in entry.get("sentence_level", {}).items():
         print(f"sentence level, {label} ({sentences['variant']}): ROC AUC {100 * sentences['roc_auc']:.1f} over "
               f"{sentences['sentences']} sentences ({sentences['scored_by_their_own_pairs']} with their own pairs)")

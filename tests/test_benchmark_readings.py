@@ -1,6 +1,7 @@
 """benchmarks/human_correlation.py computes every named variant from one recorded pass: each reading must equal what
 the scorer returns with that setting, and the cache must not depend on settings that only read the records."""
 
+import json
 import sys
 from pathlib import Path
 
@@ -35,3 +36,23 @@ def test_recorded_readings_equal_the_scorer_and_the_cache_ignores_the_prior_weig
         expected = scorer.quals([r["summary"] for r in ROWS], [r["document"] for r in ROWS])
         assert readings[f"QUALS {name}"] == pytest.approx(expected, abs=1e-5)
     assert ("QUALS pair / summary, sentence_prior_weight=0" in readings) == (weight != 0)
+
+
+def test_runs_on_the_same_rows_are_compared_paired_across_invocations(trained_qagen_path, tmp_path):
+    data = tmp_path / "toy.jsonl"
+    labelled = [{**row, "score": float(i % 2), "label": i % 2} for i, row in enumerate(ROWS + ROWS[:1])]
+    data.write_text("".join(json.dumps(row) + "\n" for row in labelled))
+    common = ["--data", str(data), "--preset", "mini", "--model", trained_qagen_path,
+              "--cache", str(tmp_path / "cache"), "--out", str(tmp_path / "report.json"), "--bootstrap", "20"]
+    human_correlation.main(common + ["--label", "a"])
+    human_correlation.main(common + ["--label", "b", "--set", "sentence_pairs=false"])
+    entry = json.loads((tmp_path / "report.json").read_text())["datasets"]["toy"]
+    a, b = "a: QUALS pair / summary", "b: QUALS pair / summary"
+    assert list(entry["values"]["readings"]) == [a, b]  # the first run's readings were kept for the second
+    assert set(entry["paired"]) == {f"{a} - bigram precision", f"{a} - unigram precision", f"{b} - bigram precision",
+                                    f"{b} - unigram precision", f"{a} - {b}"}
+    assert entry["paired"][f"{a} - {b}"]["pearson"] == pytest.approx(
+        entry["metrics"][a]["pearson"] - entry["metrics"][b]["pearson"])
+    human_correlation.main(common + ["--label", "c", "--limit", "3"])  # other rows: earlier readings do not pair
+    entry = json.loads((tmp_path / "report.json").read_text())["datasets"]["toy"]
+    assert list(entry["values"]["readings"]) == ["c: QUALS pair / summary"]
