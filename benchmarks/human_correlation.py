@@ -329,7 +329,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{name}: {label}", flush=True)
             records, stats = score_cached(rows, config, cache_file(Path(args.cache), name, config), args.batch)
             entry.setdefault("runs", {})[label] = {**stats, "overrides": overrides, "model": args.model}
-            weight = QualsScorer(config).sentence_prior_weight  # the preset's unless --set overrides it (no load)
+            weight = QualsScorer(config).settings.sentence_prior_weight  # the preset's unless --set overrides it
             variants = variant_scores(records, rows, weight)
             metrics.update({f"{label}: {k}": v for k, v in variants.items()})
             default = default_variant(preset, overrides)

@@ -87,12 +87,13 @@ def naive_quals(config: QualsConfig, qagen, summary: str, source: str, take_all_
     """The released pipeline's order of work for one summary (same model, same search, same filter): every beam
     decodes until all have finished, every row computes its own context, every pair re-encodes its inputs."""
     scorer = QualsScorer(config, qagen=qagen)
-    groups = scorer.num_groups
+    run = scorer.settings
+    groups = run.num_beam_groups
     start = time.perf_counter()
-    context = qagen.encode([qagen.passage_windows(summary, scorer.max_source_tokens, 0.0)[0]])
+    context = qagen.encode([qagen.passage_windows(summary, run.max_source_tokens, 0.0)[0]])
     every_row = KeepAllRows(qagen.stepper(context, groups, share_context_cache=False), groups, qagen.pad_id)
-    search = diverse_beam_search(every_row, 1, groups, scorer.diversity_penalty, scorer.min_new_tokens,
-                                 scorer.max_new_tokens, qagen.eos_id, qagen.pad_id, share_prefixes=False)
+    search = diverse_beam_search(every_row, 1, groups, run.diversity_penalty, run.min_new_tokens,
+                                 run.max_new_tokens, qagen.eos_id, qagen.pad_id, share_prefixes=False)
     timings["generation"] = timings.get("generation", 0.0) + time.perf_counter() - start
     timings["decoder_rows"] = timings.get("decoder_rows", 0) + every_row.decoder_rows
     lengths.extend(search.lengths[0].tolist())
@@ -104,7 +105,7 @@ def naive_quals(config: QualsConfig, qagen, summary: str, source: str, take_all_
         candidates = scorer.generate([summary])[0].candidates  # the same search again, parsed by the engine
     kept, _ = filter_pairs(candidates, summary, config.filter_mode, config.max_pairs)
     start = time.perf_counter()
-    source_ids = qagen.passage_windows(source, scorer.max_source_tokens)[0]
+    source_ids = qagen.passage_windows(source, run.max_source_tokens)[0]
     differences = []
     for cand in kept:  # one pair at a time, each input encoded again for every pair
         target = cand.payload["target"]
@@ -206,7 +207,7 @@ def measure(qagen, args, max_pairs: int, summaries: list[str], sources: list[str
     return {
         "workload": {"summaries": n, "documents": args.documents, "summaries_per_doc": args.summaries_per_doc,
                      "mean_source_tokens": sum(source_lengths) / len(source_lengths),
-                     "groups": QualsScorer(config, qagen=qagen).num_groups,
+                     "groups": QualsScorer(config, qagen=qagen).settings.num_beam_groups,
                      "mean_generated_tokens": sum(lengths) / len(lengths), "max_generated_tokens": max(lengths),
                      "max_pairs": max_pairs, "mean_pairs_scored_per_summary": sum(scored) / n,
                      "model": args.model or "BART-base-sized, random weights"},
@@ -256,7 +257,7 @@ def measure_preset(args) -> dict:
         variants = {"context cache shared": {}, "context cache not shared": {"share_context_cache": False}}
         variants["whole source, QA pairs only (the paper's definition)"] = {"evidence_sentences": 0,
                                                                               "sentence_pairs": False}
-        if QualsScorer(config, qagen=qagen).sentence_prior_weight:  # the preset's, beside its cost-free 0
+        if QualsScorer(config, qagen=qagen).settings.sentence_prior_weight:  # the preset's, beside its cost-free 0
             variants["sentence_prior_weight=0"] = {"sentence_prior_weight": 0.0}
         if args.evidence_sentences:  # another number of evidence sentences, side by side
             variants[f"evidence_sentences={args.evidence_sentences}"] = {"evidence_sentences": args.evidence_sentences}

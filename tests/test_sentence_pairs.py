@@ -119,8 +119,8 @@ def test_sentence_prior_weight_mixes_a_sentence_pairs_reference_and_leaves_qa_pa
 def test_sentence_prior_weight_defaults_to_the_presets_is_checked_and_left_out_of_earlier_fingerprints():
     assert get_preset("smollm2-qagen").sentence_prior_weight == 0.25  # measured: docs/human_correlation.md
     assert get_preset("mini").sentence_prior_weight == 0.0
-    assert QualsScorer(preset="smollm2-qagen").sentence_prior_weight == 0.25  # None: the preset's (no model loaded)
-    assert QualsScorer(preset="smollm2-qagen", sentence_prior_weight=0.0).sentence_prior_weight == 0.0
+    assert QualsScorer(preset="smollm2-qagen").settings.sentence_prior_weight == 0.25  # no model loaded
+    assert QualsScorer(preset="smollm2-qagen", sentence_prior_weight=0.0).settings.sentence_prior_weight == 0.0
     for bad in (-0.1, 1.5):
         with pytest.raises(ValueError, match="sentence_prior_weight must be in"):
             QualsConfig(sentence_prior_weight=bad)

@@ -74,10 +74,7 @@ class QualsScorer:
         self._empty: Context | None = None  # an empty passage, encoded on first use (ll_reference="no_passage")
         self.decoder_rows = 0  # rows the QA generation fed to the decoder, summed over steps
         fmt, cfg = self.format, self.config
-        run = cfg.with_format(fmt)  # the preset's values where the config leaves them to it
-        self.num_groups, self.diversity_penalty = run.num_beam_groups, run.diversity_penalty
-        self.min_new_tokens, self.max_new_tokens = run.min_new_tokens, run.max_new_tokens
-        self.max_source_tokens, self.sentence_prior_weight = run.max_source_tokens, run.sentence_prior_weight
+        self.settings = cfg.with_format(fmt)  # the config, with the preset's values where it leaves them to it
         self.calibration = (Calibration.load(cfg.calibration) if cfg.calibration
                             else Calibration(*fmt.calibration) if fmt.calibration and cfg.scores_as_calibrated(fmt)
                             else None)
@@ -125,7 +122,7 @@ class QualsScorer:
                 results[i] = SummaryScore(index=n, quals=None, error=error)
             else:
                 valid.append(i)
-        chunk = max(1, self.config.max_batch_tokens // (self.num_groups * 32))
+        chunk = max(1, self.config.max_batch_tokens // (self.settings.num_beam_groups * 32))
         shown = self.config.show_progress if show_progress is None else show_progress
         with tqdm(total=len(summaries), desc="QUALS", unit="summary", disable=not shown) as bar:
             bar.update(len(summaries) - len(valid))
@@ -165,18 +162,19 @@ class QualsScorer:
     # ------------------------------------------------------------------ the three stages
     def generate(self, summaries: list[str]) -> list[Generation]:
         """Stage 1: diverse beam search on each summary (batched by token budget), parsed into candidate pairs."""
-        qagen, groups = self.qagen, self.num_groups
-        inputs = [qagen.passage_windows(s, self.max_source_tokens, 0.0) for s in summaries]
+        qagen, run = self.qagen, self.settings
+        groups = run.num_beam_groups
+        inputs = [qagen.passage_windows(s, run.max_source_tokens, 0.0) for s in summaries]
         contexts = self._encode([windows[0] for windows in inputs])
-        per_item = groups * (max(c.length for c in contexts) + self.max_new_tokens + 1)
-        batch = max(1, self.config.max_batch_tokens // per_item)
+        per_item = groups * (max(c.length for c in contexts) + run.max_new_tokens + 1)
+        batch = max(1, run.max_batch_tokens // per_item)
         out = []
         for start in range(0, len(contexts), batch):
             part = contexts[start: start + batch]
             search = diverse_beam_search(
-                qagen.stepper(part, groups, self.config.share_context_cache), len(part), groups,
-                self.diversity_penalty, self.min_new_tokens, self.max_new_tokens, qagen.eos_id, qagen.pad_id,
-                self.config.penalty_candidates, self.config.share_prefixes)
+                qagen.stepper(part, groups, run.share_context_cache), len(part), groups, run.diversity_penalty,
+                run.min_new_tokens, run.max_new_tokens, qagen.eos_id, qagen.pad_id, run.penalty_candidates,
+                run.share_prefixes)
             self.decoder_rows += search.decoder_rows
             sequences, raw = search.sequences.cpu(), search.token_logprobs.cpu()  # [N, G, T]
             penalized = search.penalized_logprobs.cpu()  # [N, G, T]
@@ -195,7 +193,7 @@ class QualsScorer:
             candidates, own = set_aside_own_question(candidates)
         kept, rejected = filter_pairs(candidates, generation.summary, self.config.filter_mode, self.config.max_pairs)
         if self.config.sentence_pairs:  # every sentence read as the answer to SENTENCE_QUESTION (not filtered)
-            budget = self.max_source_tokens if generation.summary_truncated else None
+            budget = self.settings.max_source_tokens if generation.summary_truncated else None
             kept += sentence_pairs(claim_sentences(generation.summary, budget, self._num_tokens), self.qagen.target)
         return kept, generation.unparseable + own + rejected
 
@@ -261,7 +259,7 @@ class QualsScorer:
                 index=i,
                 quals=summary_quals(generations[i].summary, pairs),
                 num_pairs=len(pairs),
-                num_generated=self.num_groups,
+                num_generated=self.settings.num_beam_groups,
                 source_handling=handling,
                 num_source_windows=windows_used,
                 summary_truncated=generations[i].summary_truncated,
@@ -285,7 +283,7 @@ class QualsScorer:
 
     def _prior_share(self, cand: Candidate) -> float:
         return prior_share(self.config.ll_reference, cand.payload.get("sentence_pair", False),
-                           self.sentence_prior_weight)
+                           self.settings.sentence_prior_weight)
 
     def _pair(self, cand: Candidate, source: tuple[torch.Tensor, int], summary_lp: torch.Tensor | None,
               prior_lp: torch.Tensor | None) -> QAPair:
@@ -337,7 +335,7 @@ class QualsScorer:
     def _empty_passage(self) -> Context:
         """The context of an empty passage (the reference of ``ll_reference="no_passage"``), encoded once."""
         if self._empty is None:
-            self._empty = self._encode([self.qagen.passage_windows("", self.max_source_tokens)[0]])[0]
+            self._empty = self._encode([self.qagen.passage_windows("", self.settings.max_source_tokens)[0]])[0]
         return self._empty
 
     def _passage_contexts(self, texts: list[str], long_sources: LongSourceProgress
@@ -350,7 +348,7 @@ class QualsScorer:
         entries = {text: self.source_cache.get(text) for text in dict.fromkeys(texts)}
         missing: dict[str, tuple[list[list[int]], int]] = {}
         for text in [text for text, entry in entries.items() if entry is None]:
-            windows = self.qagen.passage_windows(text, self.max_source_tokens, self.config.window_overlap)
+            windows = self.qagen.passage_windows(text, self.settings.max_source_tokens, self.config.window_overlap)
             needed = len(windows)
             if self.config.long_source == "truncate":
                 windows = windows[:1]
