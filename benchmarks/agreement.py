@@ -13,8 +13,7 @@ import numpy as np
 from scipy.stats import ConstantInputWarning, pearsonr, spearmanr
 from sklearn.metrics import roc_auc_score
 
-from quals import Calibration
-from quals.engine.calibration import balanced_accuracy
+from quals import Calibration, balanced_accuracy
 
 
 def correlations(metric: list[float | None], rows: list[dict], bootstrap: int, seed: int) -> dict:

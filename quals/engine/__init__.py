@@ -4,7 +4,7 @@ Nothing here imports from ``quals.corpus`` (the command line and corpus runs) or
 training); docs/architecture.md draws the rooms and the direction of their imports.
 """
 
-from quals.engine.calibration import Calibration
+from quals.engine.calibration import Calibration, balanced_accuracy
 from quals.engine.config import QualsConfig
 from quals.engine.diverse_beam_search import DiverseBeamOutput, KeepAllRows, diverse_beam_search
 from quals.engine.explain import (
@@ -52,6 +52,7 @@ __all__ = [
     "UnknownPresetError",
     "all_presets",
     "answer_span",
+    "balanced_accuracy",
     "build_qagen",
     "diverse_beam_search",
     "filter_pairs",
