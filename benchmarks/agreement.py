@@ -114,7 +114,7 @@ def heldout_balanced_accuracy(values: np.ndarray, label: np.ndarray, splits: lis
         if len(set(label[val])) < 2 or len(set(label[~val])) < 2:
             return None
         return balanced_accuracy(values[~val] >= best_threshold(values[val], label[val]), label[~val])
-    if min(np.bincount(label.astype(int), minlength=2)) < 5:
+    if not can_fold(label, 5):
         return None
     fold = folds(label, 5, seed)
     predicted = np.zeros(len(values), dtype=bool)
@@ -135,6 +135,11 @@ def _safe(fn) -> float:
 
 
 
+def can_fold(label: np.ndarray, k: int) -> bool:
+    """Whether every one of k label-stratified folds can hold both labels (each label has at least k rows)."""
+    return min(np.bincount(label.astype(int), minlength=2)) >= k
+
+
 def folds(label: np.ndarray, k: int, seed: int) -> np.ndarray:
     """A fold number per row, stratified by label."""
     out = np.zeros(len(label), dtype=int)
@@ -145,11 +150,14 @@ def folds(label: np.ndarray, k: int, seed: int) -> np.ndarray:
     return out
 
 
-def calibration_cv(values: np.ndarray, label: np.ndarray, groups: np.ndarray, seed: int, k: int = 5) -> dict:
+def calibration_cv(values: np.ndarray, label: np.ndarray, groups: np.ndarray, seed: int,
+                   k: int = 5) -> dict | None:
     """Cross-validated calibration: for each fold, ``Calibration.fit`` on the other folds, probabilities and
     decisions on this one. Returns the held-out probability and decision of every row and, per group (data set),
     the balanced accuracy of the decisions and the expected calibration error (10 equal-width bins) of the
-    probabilities."""
+    probabilities. None when a label has fewer than k rows (``can_fold``)."""
+    if not can_fold(label, k):
+        return None
     fold = folds(label, k, seed)
     probability, decision = np.zeros(len(values)), np.zeros(len(values), dtype=bool)
     for f in range(k):

@@ -369,9 +369,8 @@ def calibration_summary(data: list[tuple[float, int, str]], seed: int) -> dict:
     summaries of either label: a fold would lack one)."""
     values, labels, groups = (np.array(column) for column in zip(*data, strict=True))
     fitted = Calibration.fit(list(values), list(labels.astype(int)))
-    enough = min(np.bincount(labels.astype(int), minlength=2)) >= 5
     return {**fitted.to_dict(), "summaries": len(values), "cross_validated": calibration_cv(
-        values.astype(float), labels.astype(int), groups, seed) if enough else None}
+        values.astype(float), labels.astype(int), groups, seed)}
 
 
 def print_table(name: str, entry: dict) -> None:
