@@ -133,8 +133,6 @@ def _safe(fn) -> float:
             return float("nan")
 
 
-
-
 def can_fold(label: np.ndarray, k: int) -> bool:
     """Whether every one of k label-stratified folds can hold both labels (each label has at least k rows)."""
     return min(np.bincount(label.astype(int), minlength=2)) >= k
@@ -153,9 +151,9 @@ def folds(label: np.ndarray, k: int, seed: int) -> np.ndarray:
 def calibration_cv(values: np.ndarray, label: np.ndarray, groups: np.ndarray, seed: int,
                    k: int = 5) -> dict | None:
     """Cross-validated calibration: for each fold, ``Calibration.fit`` on the other folds, probabilities and
-    decisions on this one. Returns the held-out probability and decision of every row and, per group (data set),
-    the balanced accuracy of the decisions and the expected calibration error (10 equal-width bins) of the
-    probabilities. None when a label has fewer than k rows (``can_fold``)."""
+    decisions on this one. Returns, per group (data set), the balanced accuracy of those held-out decisions and the
+    expected calibration error (10 equal-width bins) of the held-out probabilities. None when a label has fewer
+    than k rows (``can_fold``)."""
     if not can_fold(label, k):
         return None
     fold = folds(label, k, seed)
