@@ -53,6 +53,7 @@ from quals import (
     load_qagen,
     resolve_format,
     save_qagen,
+    sequence_candidate,
 )
 
 
@@ -71,7 +72,7 @@ def run_engine(config: QualsConfig, qagen, summaries: list[str], sources: list[s
     generations = scorer.generate(summaries)
     if take_all_sequences:
         for generation in generations:
-            generation.candidates = [scorer.sequence_candidate(f"sequence {g}", "", *sequence)
+            generation.candidates = [sequence_candidate(qagen, f"sequence {g}", "", *sequence)
                                      for g, sequence in enumerate(generation.sequences)]
     generated = time.perf_counter()
     selections = [scorer.select(generation) for generation in generations]
@@ -100,7 +101,7 @@ def naive_quals(config: QualsConfig, qagen, summary: str, source: str, take_all_
     sequences = [(search.sequences[0, g, :n].tolist(), search.token_logprobs[0, g, :n],
                   search.penalized_logprobs[0, g, :n]) for g, n in enumerate(search.lengths[0].tolist())]
     if take_all_sequences:
-        candidates = [scorer.sequence_candidate(f"sequence {g}", "", *seq) for g, seq in enumerate(sequences)]
+        candidates = [sequence_candidate(qagen, f"sequence {g}", "", *seq) for g, seq in enumerate(sequences)]
     else:
         candidates = scorer.generate([summary])[0].candidates  # the same search again, parsed by the engine
     kept, _ = filter_pairs(candidates, summary, config.filter_mode, config.max_pairs)

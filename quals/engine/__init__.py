@@ -5,6 +5,7 @@ training); docs/architecture.md draws the rooms and the direction of their impor
 """
 
 from quals.engine.calibration import Calibration, balanced_accuracy
+from quals.engine.candidates import parse_sequences, sequence_candidate
 from quals.engine.config import QualsConfig
 from quals.engine.diverse_beam_search import DiverseBeamOutput, KeepAllRows, diverse_beam_search
 from quals.engine.explain import (
@@ -61,11 +62,13 @@ __all__ = [
     "load_qagen",
     "merge_spans",
     "normalize",
+    "parse_sequences",
     "prior_share",
     "reference_ll",
     "resolve_format",
     "save_qagen",
     "sentence_scores",
+    "sequence_candidate",
     "split_sentences",
     "summary_quals",
 ]

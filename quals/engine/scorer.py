@@ -26,6 +26,7 @@ import torch
 from tqdm.auto import tqdm
 
 from quals.engine.calibration import Calibration
+from quals.engine.candidates import parse_sequences
 from quals.engine.config import QualsConfig
 from quals.engine.diverse_beam_search import diverse_beam_search
 from quals.engine.evidence import evidence_passage
@@ -183,7 +184,7 @@ class QualsScorer:
                              for g, length in enumerate(search.lengths[n].tolist())]
                 k = start + n
                 out.append(Generation(summaries[k], context, len(inputs[k]) > 1, generated,
-                                      *self._candidates(generated)))
+                                      *parse_sequences(qagen, generated)))
         return out
 
     def select(self, generation: Generation) -> tuple[list[Candidate], list[Rejection]]:
@@ -301,36 +302,6 @@ class QualsScorer:
                       source_window=window, answer_start=cand.payload["answer_start"], ll_prior=ll_prior,
                       prior_logprobs=None if prior_lp is None else prior_lp.tolist(),
                       evidence=cand.payload.get("evidence"), sentence_pair=cand.payload.get("sentence_pair", False))
-
-    def _candidates(self, generated: list[tuple[list[int], torch.Tensor, torch.Tensor]]
-                    ) -> tuple[list[Candidate], list[Rejection]]:
-        """Parse the G generated sequences of one summary into candidate pairs (and unparseable ones)."""
-        qagen = self.qagen
-        candidates, rejected = [], []
-        for ids, raw, penalized in generated:
-            text, pairs = qagen.decode_pairs(ids)
-            if not pairs or (not qagen.format.multi_pair and len(pairs) != 1):
-                rejected.append(Rejection(text, "", "unparseable (no single question-separator-answer)"))
-                continue
-            if qagen.format.multi_pair:  # re-render each pair on its own: its span in the sequence saw other pairs
-                candidates += [Candidate(question, answer, float(penalized.sum()), float(raw.mean()),
-                                         {"target": qagen.target(question, answer)}) for question, answer in pairs]
-            else:
-                candidates.append(self.sequence_candidate(*pairs[0], ids, raw, penalized))
-        return candidates, rejected
-
-    def sequence_candidate(self, question: str, answer: str, ids: list[int], raw: torch.Tensor,
-                            penalized: torch.Tensor) -> Candidate:
-        """The candidate whose target is one whole generated sequence ``ids`` (raw/penalized log-probs ``[T]``)."""
-        qagen = self.qagen
-        target = qagen.target_from_ids(ids)
-        leading = len(ids) - len(target.ids) + target.num_unscored  # generated ids that are not scored
-        scored = slice(leading, len(ids) - (qagen.format.terminator == "exclude"))  # positions a score counts
-        search_score = float(penalized.sum())
-        payload = {"target": target, "penalized": penalized[scored], "search_score": search_score}
-        if target.ids == ids and qagen.format.terminator != "merged":  # the search already teacher-forced it
-            payload["generated_logprobs"] = raw[scored]  # (a merged terminator scores its last token differently)
-        return Candidate(question, answer, search_score, float(raw[leading:].mean()), payload)
 
     def _empty_passage(self) -> Context:
         """The context of an empty passage (the reference of ``ll_reference="no_passage"``), encoded once."""
