@@ -26,7 +26,7 @@ import torch
 from tqdm.auto import tqdm
 
 from quals.engine.calibration import Calibration
-from quals.engine.candidates import parse_sequences
+from quals.engine.candidates import Generated, parse_sequences
 from quals.engine.config import QualsConfig
 from quals.engine.diverse_beam_search import diverse_beam_search
 from quals.engine.evidence import evidence_passage
@@ -48,7 +48,7 @@ class Generation:
     summary: str
     context: Context  # the summary as the model read it (its first window)
     summary_truncated: bool  # the summary was longer than the model's input
-    sequences: list[tuple[list[int], torch.Tensor, torch.Tensor]]  # per group: ids, raw and penalized log-probs [T]
+    sequences: list[Generated]  # per group: ids, raw and penalized log-probs [T]
     candidates: list[Candidate]
     unparseable: list[Rejection]
 
