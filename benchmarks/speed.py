@@ -28,6 +28,7 @@ a document.
     python benchmarks/speed.py --bf16           # adds the engine with bfloat16 weights (and its QUALS deviation)
     python benchmarks/speed.py --preset smollm2-135m --documents 3     # one preset: seconds per summary on XSum-
                                                 # and CNN/DM-length sources, context cache shared vs not
+    python benchmarks/speed.py --preset qwen2.5-1.5b --bf16 --defaults-only   # float32 vs bfloat16 weights only
 """
 
 from __future__ import annotations
@@ -246,29 +247,46 @@ def measure_preset(args) -> dict:
     documents cut to 450 and 900 tokens, each with its reference summary), with the context cache (an
     encoder-decoder's cross-attention keys/values, a causal LM's prompt KV cache) shared and not shared, and with
     the paper's definition (whole source, QA pairs only) beside the defaults (evidence passages, sentence pairs),
-    ``sentence_prior_weight=0`` beside a preset's non-zero weight (one more pass per sentence), and
-    ``--evidence-sentences K`` for another number of evidence sentences."""
+    ``sentence_prior_weight=0`` beside a preset's non-zero weight (one more pass per sentence),
+    ``--evidence-sentences K`` for another number of evidence sentences, and with ``--bf16`` the default settings
+    with bfloat16 weights (and their largest QUALS difference from float32). ``--defaults-only`` times the default
+    settings alone (and bfloat16 with ``--bf16``), for models too slow to time every variant."""
     config = QualsConfig(preset=args.preset, model=args.model, gguf_file=args.gguf_file, device=args.device,
                          max_batch_tokens=args.max_batch_tokens, show_progress=False)
     qagen = QualsScorer(config).load()
+    bf16_config = dataclasses.replace(config, dtype="bfloat16")
+    bf16_qagen = QualsScorer(bf16_config).load() if args.bf16 else None
     report = {"preset": args.preset, "model": args.model or qagen.format.model, "kind": qagen.kind, "rows": {}}
     for name, tokens in (("XSum-length source", 450), ("CNN/DM-length source", 900)):
         summaries, sources = load_workload(args.documents, 1, tokens, qagen.tokenizer)
         run_engine(config, qagen, summaries[:1], sources[:1], False)  # warm-up (allocator, prefix cache)
-        variants = {"context cache shared": {}, "context cache not shared": {"share_context_cache": False}}
-        variants["whole source, QA pairs only (the paper's definition)"] = {"evidence_sentences": 0,
-                                                                              "sentence_pairs": False}
-        if QualsScorer(config, qagen=qagen).settings.sentence_prior_weight:  # the preset's, beside its cost-free 0
-            variants["sentence_prior_weight=0"] = {"sentence_prior_weight": 0.0}
-        if args.evidence_sentences:  # another number of evidence sentences, side by side
-            variants[f"evidence_sentences={args.evidence_sentences}"] = {"evidence_sentences": args.evidence_sentences}
-        for variant, settings in variants.items():
-            seconds, phases, results = run_engine(dataclasses.replace(config, **settings), qagen, summaries, sources,
-                                                  False)
-            report["rows"][f"{name}, {variant}"] = {
+        variants = {"context cache shared": {}}
+        if not args.defaults_only:
+            variants["context cache not shared"] = {"share_context_cache": False}
+            variants["whole source, QA pairs only (the paper's definition)"] = {"evidence_sentences": 0,
+                                                                                  "sentence_pairs": False}
+            if QualsScorer(config, qagen=qagen).settings.sentence_prior_weight:  # beside its cost-free 0
+                variants["sentence_prior_weight=0"] = {"sentence_prior_weight": 0.0}
+            if args.evidence_sentences:  # another number of evidence sentences, side by side
+                variants[f"evidence_sentences={args.evidence_sentences}"] = {
+                    "evidence_sentences": args.evidence_sentences}
+        runs = [(variant, dataclasses.replace(config, **settings), qagen) for variant, settings in variants.items()]
+        if bf16_qagen is not None:
+            run_engine(bf16_config, bf16_qagen, summaries[:1], sources[:1], False)  # its own warm-up
+            runs.append(("context cache shared, bfloat16 weights", bf16_config, bf16_qagen))
+        float32_quals = None
+        for variant, variant_config, variant_qagen in runs:
+            seconds, phases, results = run_engine(variant_config, variant_qagen, summaries, sources, False)
+            row = report["rows"][f"{name}, {variant}"] = {
                 "source_tokens": tokens, "summaries": len(summaries), "seconds_per_summary": seconds / len(summaries),
                 "summaries_per_second": len(summaries) / seconds, "generation_s": phases["generation"],
                 "scoring_s": phases["scoring"], "mean_pairs": sum(r.num_pairs for r in results) / len(results)}
+            if variant == "context cache shared":
+                float32_quals = [r.quals for r in results]
+            elif variant_qagen is bf16_qagen:
+                both = [(a, r.quals) for a, r in zip(float32_quals, results, strict=True)
+                        if a is not None and r.quals is not None]
+                row["max_abs_quals_difference_vs_float32"] = max((abs(a - b) for a, b in both), default=None)
     return report
 
 
@@ -278,6 +296,8 @@ def print_preset(report: dict) -> None:
     for name, row in report["rows"].items():
         print(f"{name:<76}{row['seconds_per_summary']:>10.2f}{row['summaries_per_second']:>9.3f}"
               f"{row['generation_s']:>14.1f}{row['scoring_s']:>11.1f}{row['mean_pairs']:>7.1f}")
+        if row.get("max_abs_quals_difference_vs_float32") is not None:
+            print(f"{'':<4}max |QUALS difference| from float32: {row['max_abs_quals_difference_vs_float32']:.3f}")
 
 
 def main() -> None:
@@ -299,6 +319,8 @@ def main() -> None:
     parser.add_argument("--pairs", type=int, nargs="+", default=[10, 60],
                         help="pairs kept and scored per summary (at most), one workload each")
     parser.add_argument("--bf16", action="store_true", help="also time the engine with bfloat16 weights")
+    parser.add_argument("--defaults-only", action="store_true",
+                        help="with --preset: time the default settings only (and bfloat16 with --bf16)")
     parser.add_argument("--out", default=None, help="default: results/speed.json (speed_presets.json with --preset)")
     args = parser.parse_args()
     machine = {"device": args.device, "cpu_threads": torch.get_num_threads(), "torch": torch.__version__,
