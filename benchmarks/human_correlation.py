@@ -348,7 +348,9 @@ def main(argv: list[str] | None = None) -> int:
         print_table(name, entry)
     for label, data in calibration_data.items():
         if len({consistent for _, consistent, _ in data}) < 2:
-            print(f"\ncalibration of {label}: not fitted (its scored summaries all have the same label)")
+            reason = "its scored summaries all have the same label"  # a logistic fit needs both
+            report.setdefault("calibration", {})[label] = {"fitted": False, "reason": reason}
+            print(f"\ncalibration of {label}: not fitted ({reason})")
             continue
         report.setdefault("calibration", {})[label] = calibration_summary(data, args.seed)
         print(f"\ncalibration of {label}: {report['calibration'][label]}")

@@ -56,3 +56,13 @@ def test_runs_on_the_same_rows_are_compared_paired_across_invocations(trained_qa
     human_correlation.main(common + ["--label", "c", "--limit", "3"])  # other rows: earlier readings do not pair
     entry = json.loads((tmp_path / "report.json").read_text())["datasets"]["toy"]
     assert list(entry["values"]["readings"]) == ["c: QUALS pair / summary"]
+
+
+def test_a_calibration_is_not_fitted_on_one_label_and_the_report_says_why(trained_qagen_path, tmp_path):
+    data = tmp_path / "toy.jsonl"
+    data.write_text("".join(json.dumps({**row, "score": 1.0, "label": 1}) + "\n" for row in ROWS))
+    human_correlation.main(["--data", str(data), "--preset", "mini", "--model", trained_qagen_path, "--label", "a",
+                            "--cache", str(tmp_path / "cache"), "--out", str(tmp_path / "report.json"),
+                            "--bootstrap", "20"])
+    calibration = json.loads((tmp_path / "report.json").read_text())["calibration"]["a"]
+    assert calibration == {"fitted": False, "reason": "its scored summaries all have the same label"}
