@@ -254,8 +254,8 @@ def measure_preset(args) -> dict:
     config = QualsConfig(preset=args.preset, model=args.model, gguf_file=args.gguf_file, device=args.device,
                          max_batch_tokens=args.max_batch_tokens, show_progress=False)
     qagen = QualsScorer(config).load()
-    bf16_config = dataclasses.replace(config, dtype="bfloat16")
-    bf16_qagen = QualsScorer(bf16_config).load() if args.bf16 else None
+    bf16_config = dataclasses.replace(config, dtype="bfloat16") if args.bf16 else None
+    bf16_qagen = QualsScorer(bf16_config).load() if bf16_config else None
     report = {"preset": args.preset, "model": args.model or qagen.format.model, "kind": qagen.kind, "rows": {}}
     for name, tokens in (("XSum-length source", 450), ("CNN/DM-length source", 900)):
         summaries, sources = load_workload(args.documents, 1, tokens, qagen.tokenizer)
